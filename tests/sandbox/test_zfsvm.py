@@ -1,0 +1,148 @@
+"""The sandbox's backup host: a qemu VM with real OpenZFS, Samba, Netatalk and Avahi.
+
+The VM tests build the image on first use (12-15 minutes on 2 cores, cached under
+``$OPSCTL_CACHE/zfsvm``) and boot one VM for the whole module (about a minute under TCG).
+Outside CI they skip when the host cannot run the VM (not root, no qemu); in CI (``CI=true``)
+they fail instead, so a broken VM path cannot pass unnoticed.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import time
+from pathlib import Path
+
+import pytest
+
+from opsctl.sandbox import zfsvm
+from opsctl.sandbox.errors import SandboxError
+
+VM_NAME = "pytest-zfsvm"
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+HOST_TOOLS = ("qemu-system-x86_64", "qemu-img", "ssh", "ssh-keygen", "debootstrap", "mkfs.ext4")
+
+
+def _cannot_run(reason: str) -> None:
+    if IN_CI:
+        pytest.fail(f"the ZFS VM cannot run in CI: {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def image() -> Path:
+    missing = [t for t in HOST_TOOLS if shutil.which(t) is None]
+    if missing:
+        _cannot_run(f"missing host tools {missing}: apt-get install -y debootstrap qemu-system-x86 "
+                    "qemu-utils e2fsprogs openssh-client")
+    if os.geteuid() != 0:
+        _cannot_run("building the ZFS VM image needs root")
+    return zfsvm.ensure_vm_image(progress=print)
+
+
+@pytest.fixture(scope="module")
+def vm(image: Path):
+    machine = zfsvm.ZfsVM.boot(VM_NAME, disks=2, disk_size="1G", timeout=420, progress=print)
+    yield machine
+    machine.stop(timeout=30)
+
+
+# ------------------------------------------------------------------------------ no VM needed
+
+
+def test_image_hash_is_stable_and_tracks_the_recipe(monkeypatch):
+    h = zfsvm.vm_image_hash()
+    assert h == zfsvm.vm_image_hash() and len(h) == 16
+    monkeypatch.setattr(zfsvm, "GUEST_PACKAGES", (*zfsvm.GUEST_PACKAGES, "htop"))
+    assert zfsvm.vm_image_hash() != h
+
+
+def test_ansible_host_vars_reach_the_forwarded_port():
+    vm = zfsvm.ZfsVM({"name": "backup", "pid": 1, "ssh_port": 40222, "key": "/k/id_ed25519", "user": "root"})
+    hv = zfsvm.ansible_host_vars(vm)
+    assert hv["ansible_host"] == "127.0.0.1"
+    assert hv["ansible_port"] == 40222
+    assert hv["ansible_user"] == "root"
+    assert hv["ansible_ssh_private_key_file"] == "/k/id_ed25519"
+    assert "StrictHostKeyChecking=no" in hv["ansible_ssh_common_args"]
+    assert "UserKnownHostsFile=/dev/null" in hv["ansible_ssh_common_args"]
+    assert hv["ansible_python_interpreter"] == "/usr/bin/python3"
+
+
+def test_load_of_unknown_vm_says_how_to_start_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("OPSCTL_CACHE", str(tmp_path))
+    with pytest.raises(SandboxError, match="zfsvm boot"):
+        zfsvm.ZfsVM.load("nope")
+
+
+# ------------------------------------------------------------------------------------ the VM
+
+
+@pytest.mark.vm
+def test_image_is_cached_and_reused(image: Path):
+    for name in ("rootfs.img", "vmlinuz", "initrd.img", "id_ed25519", "manifest.json"):
+        assert (image / name).is_file(), name
+    assert stat.S_IMODE((image / "id_ed25519").stat().st_mode) == 0o600
+    t = time.monotonic()
+    assert zfsvm.ensure_vm_image() == image
+    assert time.monotonic() - t < 1.0
+
+
+@pytest.mark.vm
+def test_state_file_describes_the_running_vm(vm):
+    loaded = zfsvm.ZfsVM.load(VM_NAME)
+    assert loaded.is_running()
+    assert loaded.pid == vm.pid and loaded.ssh_port == vm.ssh_port
+    assert loaded.disk_ids == [f"/dev/disk/by-id/virtio-opsctl-disk-{i}" for i in range(2)]
+    assert zfsvm.ZfsVM.boot(VM_NAME).pid == vm.pid  # idempotent
+    assert vm.ssh("hostname", check=True).stdout.strip() == "backup"
+
+
+@pytest.mark.vm
+def test_openzfs_2_is_loaded(vm):
+    out = vm.ssh("zfs version", check=True).stdout
+    assert "zfs-2." in out and "zfs-kmod-2." in out, out
+
+
+@pytest.mark.vm
+def test_mirror_pool_with_mac_friendly_properties(vm):
+    disks = " ".join(vm.disk_ids)
+    vm.ssh(f"ls -l {disks}", check=True)
+    vm.ssh("zpool create -o ashift=12 -O compression=lz4 -O normalization=formD -O utf8only=on "
+           f"-O casesensitivity=insensitive -O atime=off tank mirror {disks}", check=True, timeout=300)
+
+    def prop(cmd: str) -> str:
+        return vm.ssh(cmd, check=True).stdout.strip()
+
+    assert prop("zpool get -H -o value ashift tank") == "12"
+    assert prop("zfs get -H -o value compression tank") == "lz4"
+    assert prop("zfs get -H -o value casesensitivity tank") == "insensitive"
+    assert prop("zfs get -H -o value normalization tank") == "formD"
+    assert "mirror" in prop("zpool status tank")
+    assert prop("zpool list -H -o health tank") == "ONLINE"
+
+
+@pytest.mark.vm
+def test_dataset_quota_is_enforced(vm):
+    vm.ssh("zfs create -o quota=8M tank/timemachine", check=True)
+    assert vm.ssh("zfs get -H -o value quota tank/timemachine", check=True).stdout.strip() == "8M"
+    r = vm.ssh("head -c 16M /dev/urandom > /tank/timemachine/big && sync", timeout=300)
+    assert r.returncode != 0 and "quota" in (r.stdout + r.stderr).lower(), r
+
+
+@pytest.mark.vm
+def test_backup_services_run(vm):
+    assert vm.ssh("systemctl is-active smbd").stdout.strip() == "active"
+    for unit in ("netatalk", "avahi-daemon"):
+        state = vm.ssh(f"systemctl is-active {unit}").stdout.strip()
+        assert state == "active", f"{unit}: {state}"
+
+
+@pytest.mark.vm
+def test_stop_cleans_up(vm):
+    run_dir = Path(vm.state["run_dir"])
+    vm.stop(timeout=60)
+    assert not vm.is_running()
+    assert not zfsvm.ZfsVM.state_path(VM_NAME).exists()
+    assert not run_dir.exists()
