@@ -1,0 +1,53 @@
+"""Jinja filters shared by ``opsctl render`` and Ansible (``filter_plugins/opsctl.py`` imports these).
+
+Every value from the spec that lands in a shell line goes through :func:`shquote`, every value in
+an XML file through :func:`xmlescape`, every value in an INI-style config through :func:`confval`.
+"""
+
+from __future__ import annotations
+
+import shlex
+from xml.sax.saxutils import escape
+
+
+def shquote(value: object) -> str:
+    """Quote one shell word (POSIX ``sh``): ``a;rm -rf /`` -> ``'a;rm -rf /'``."""
+    return shlex.quote(str(value))
+
+
+def shjoin(values: list) -> str:
+    """Quote and join a list of shell words."""
+    return " ".join(shquote(v) for v in values)
+
+
+def xmlescape(value: object) -> str:
+    """Escape text for XML element content and double-quoted attributes."""
+    return escape(str(value), {'"': "&quot;", "'": "&apos;"})
+
+
+def confval(value: object) -> str:
+    """A value for smb.conf/afp.conf (``key = value`` lines): refuse anything that ends the line.
+
+    The spec's validators already restrict names; this is the last line of defence so a
+    value can never add a parameter or a section.
+    """
+    text = str(value)
+    if any(ch in text for ch in "\n\r\0") or text.lstrip().startswith("["):
+        raise ValueError(f"refusing to write {text!r} into a config line")
+    return text
+
+
+def onoff(value: object) -> str:
+    """``True`` -> ``yes``; smb.conf and afp.conf booleans."""
+    return "yes" if value in (True, "yes", "on") else "no"
+
+
+def zfs_plan(backup: dict) -> list[dict]:
+    """The ordered create-only ZFS plan of a backup section (see :mod:`opsctl.render.zfs_plan`)."""
+    from opsctl.render.zfs_plan import plan
+
+    return plan(backup)
+
+
+FILTERS = {"shquote": shquote, "shjoin": shjoin, "xmlescape": xmlescape, "confval": confval, "yesno": onoff,
+           "zfs_plan": zfs_plan}
