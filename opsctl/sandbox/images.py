@@ -1,0 +1,483 @@
+"""Debian trixie base images for the sandbox, built with debootstrap and cached by content hash.
+
+Each *kind* of lab host (``backup``, ``trainer``, ``slurm``) has an :class:`ImageSpec`: the
+packages to install plus the container tweaks (systemd as init, journald to the console, empty
+machine-id, masked units that cannot work in a container, trixie apt sources).  The image tag is
+``opsctl/sandbox-<kind>:<hash12>`` where the hash covers every input of the build (suite, package
+lists, masked units, files written, recipe version), so:
+
+* an image with that tag already present -> reused, zero work;
+* image deleted but ``<cache>/rootfs/<kind>-<hash12>.tar`` present -> ``docker import`` only;
+* otherwise a cold build: debootstrap (``.deb`` files cached in ``<cache>/debs``) + apt in a
+  chroot + tweaks, in a temporary directory, tagged atomically at the end.
+
+Builds need root (debootstrap, chroot, mount) and network access to the default Debian mirror.
+
+Example::
+
+    from opsctl.sandbox.images import ensure_image
+    tag = ensure_image("backup", progress=print)   # 'opsctl/sandbox-backup:3f2a...'
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import docker.errors
+
+from opsctl.sandbox.engine import Progress, apt_install, cache_dir, ensure_docker
+from opsctl.sandbox.errors import SandboxError
+
+#: Bump when the build steps below change in a way the hashed data does not capture.
+RECIPE_VERSION = 1
+SUITE = "trixie"
+COMPONENTS = ("main", "contrib")
+IMAGE_REPO = "opsctl/sandbox-{kind}"
+LABEL = "opsctl.sandbox"
+
+#: Installed by debootstrap itself (minbase + these); everything else goes through apt.
+BOOTSTRAP_INCLUDE = ("ca-certificates", "systemd", "systemd-sysv", "dbus")
+#: In every image: init, Ansible's needs (python3, python3-apt, sudo) and basic tools.
+COMMON_PACKAGES = (
+    "systemd", "systemd-sysv", "dbus", "python3", "python3-apt", "sudo", "iproute2", "procps",
+)
+
+#: Units that fail or make no sense in a container; symlinked to /dev/null in every image.
+MASKED_UNITS = (
+    "systemd-udevd.service",
+    "systemd-udevd-control.socket",
+    "systemd-udevd-kernel.socket",
+    "systemd-udev-trigger.service",
+    "systemd-udev-settle.service",
+    "systemd-hwdb-update.service",
+    "getty@.service",
+    "serial-getty@.service",
+    "console-getty.service",
+    "getty-static.service",
+    "systemd-firstboot.service",
+    "systemd-remount-fs.service",
+    "systemd-modules-load.service",
+    "systemd-sysctl.service",
+    "systemd-binfmt.service",
+    "proc-sys-fs-binfmt_misc.automount",
+    "proc-sys-fs-binfmt_misc.mount",
+    "sys-kernel-config.mount",
+    "sys-kernel-debug.mount",
+    "sys-kernel-tracing.mount",
+    "sys-fs-fuse-connections.mount",
+    "dev-hugepages.mount",
+    "dev-mqueue.mount",
+    "systemd-journald-audit.socket",
+    "systemd-pcrphase.service",
+    "systemd-pcrphase-sysinit.service",
+    "apt-daily.timer",
+    "apt-daily-upgrade.timer",
+    "e2scrub_all.timer",
+    "e2scrub_reap.service",
+    "fstrim.timer",
+    "tmp.mount",
+)
+
+#: Files written into every image (path -> content).  Part of the hash.
+COMMON_FILES: dict[str, str] = {
+    "/etc/systemd/journald.conf.d/10-opsctl-console.conf": (
+        "# opsctl sandbox: journal to the container console (docker logs)\n"
+        "[Journal]\nForwardToConsole=yes\nTTYPath=/dev/console\nMaxLevelConsole=info\n"
+        "Storage=volatile\n"
+    ),
+    "/etc/dpkg/dpkg.cfg.d/10-opsctl-sandbox": "force-unsafe-io\n",
+    "/etc/apt/apt.conf.d/10-opsctl-sandbox": (
+        'APT::Install-Recommends "false";\nAPT::Install-Suggests "false";\n'
+        'Acquire::Languages "none";\n'
+    ),
+}
+
+#: Image config applied by ``docker import --change``.
+#: (``docker import`` rejects STOPSIGNAL; :func:`~opsctl.sandbox.containers.start_host` sets it.)
+IMAGE_CHANGES = (
+    "ENV container=docker",
+    'CMD ["/sbin/init"]',
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageSpec:
+    """What goes into one kind of image.
+
+    Attributes:
+        kind: short name (``backup``), used in the tag ``opsctl/sandbox-<kind>:<hash12>``.
+        packages: Debian packages installed with apt (on top of :data:`COMMON_PACKAGES`).
+        optional_packages: installed only if trixie has them (e.g. ``netatalk-tests``).
+        masked_units: extra units masked on top of :data:`MASKED_UNITS`.
+        files: extra files written into the image (path -> content).
+    """
+
+    kind: str
+    packages: tuple[str, ...]
+    optional_packages: tuple[str, ...] = ()
+    masked_units: tuple[str, ...] = ()
+    files: tuple[tuple[str, str], ...] = ()
+
+
+KINDS: dict[str, ImageSpec] = {
+    "backup": ImageSpec(
+        kind="backup",
+        packages=(
+            "samba", "smbclient", "netatalk", "netatalk-tools",
+            "avahi-daemon", "avahi-utils", "libnss-mdns", "acl", "attr",
+            # debootstrap/apt need these named explicitly for a consistent trixie netatalk set
+            "perl-openssl-defaults", "dbus-user-session", "tracker-extract",
+        ),
+        optional_packages=("netatalk-tests",),
+    ),
+    "trainer": ImageSpec(kind="trainer", packages=("python3-venv",)),
+    "slurm": ImageSpec(kind="slurm", packages=("slurmctld", "slurmd", "slurm-client", "munge")),
+}
+
+
+def _spec(kind: str) -> ImageSpec:
+    try:
+        return KINDS[kind]
+    except KeyError:
+        raise SandboxError(
+            f"unknown sandbox image kind {kind!r}", f"use one of: {', '.join(sorted(KINDS))}"
+        ) from None
+
+
+def _mirror_override() -> str | None:
+    """``$OPSCTL_DEBIAN_MIRROR`` if set; otherwise debootstrap's default Debian mirror is used."""
+    return os.environ.get("OPSCTL_DEBIAN_MIRROR") or None
+
+
+def _inputs(spec: ImageSpec) -> dict:
+    return {
+        "recipe": RECIPE_VERSION,
+        "suite": SUITE,
+        "components": list(COMPONENTS),
+        "bootstrap_include": list(BOOTSTRAP_INCLUDE),
+        "packages": sorted(set(COMMON_PACKAGES) | set(spec.packages)),
+        "optional_packages": sorted(spec.optional_packages),
+        "masked_units": sorted(set(MASKED_UNITS) | set(spec.masked_units)),
+        "files": sorted({**COMMON_FILES, **dict(spec.files)}.items()),
+        "changes": list(IMAGE_CHANGES),
+        "mirror": _mirror_override(),
+    }
+
+
+def image_inputs_hash(kind: str) -> str:
+    """Content hash (sha256 hex) of everything that determines the image for ``kind``.
+
+    Stable across runs and machines; changes whenever the suite, package lists, masked units,
+    written files or :data:`RECIPE_VERSION` change.
+
+    Args:
+        kind: ``"backup"``, ``"trainer"`` or ``"slurm"`` (a key of :data:`KINDS`).
+
+    Example::
+
+        >>> image_inputs_hash("backup")[:12]
+        '5c1e0d7f9a2b'
+    """
+    blob = json.dumps(_inputs(_spec(kind)), sort_keys=True, separators=(",", ":")).encode()
+    return hashlib.sha256(blob).hexdigest()
+
+
+def image_tag(kind: str) -> str:
+    """The tag ``opsctl/sandbox-<kind>:<hash12>`` that :func:`ensure_image` produces."""
+    return f"{IMAGE_REPO.format(kind=kind)}:{image_inputs_hash(kind)[:12]}"
+
+
+def _say(progress: Progress | None, msg: str) -> None:
+    if progress is not None:
+        progress(msg)
+
+
+@contextlib.contextmanager
+def _lock(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _run(cmd: list[str], progress: Progress | None, *, what: str, env: dict | None = None) -> str:
+    """Run a build command, streaming its output lines to ``progress``; raise on failure."""
+    _say(progress, f"$ {' '.join(cmd)}")
+    full_env = dict(os.environ, DEBIAN_FRONTEND="noninteractive", LC_ALL="C.UTF-8", **(env or {}))
+    proc = subprocess.Popen(
+        cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True, errors="replace", env=full_env,
+    )
+    tail: list[str] = []
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        line = line.rstrip()
+        tail = (tail + [line])[-25:]
+        _say(progress, f"  {line}")
+    rc = proc.wait()
+    if rc != 0:
+        raise SandboxError(
+            f"{what} failed (exit {rc}) running `{' '.join(cmd)}`; last output:\n" + "\n".join(tail),
+            "check network access to the Debian mirror; rerun with a progress callback for the "
+            "full log",
+        )
+    return "\n".join(tail)
+
+
+def _chroot(root: Path, args: list[str], progress: Progress | None, *, what: str) -> str:
+    return _run(["chroot", str(root), *args], progress, what=what)
+
+
+@contextlib.contextmanager
+def _chroot_mounts(root: Path, debs: Path) -> Iterator[None]:
+    """Mount /proc, /dev/pts and the shared .deb cache into the chroot; always unmount."""
+    mounts: list[Path] = []
+    try:
+        for src, dst, opts in (
+            ("proc", root / "proc", ["-t", "proc"]),
+            ("devpts", root / "dev/pts", ["-t", "devpts", "-o", "newinstance,ptmxmode=0666"]),
+            (str(debs), root / "var/cache/apt/archives", ["--bind"]),
+        ):
+            dst.mkdir(parents=True, exist_ok=True)
+            subprocess.run(["mount", *opts, src, str(dst)], check=True, capture_output=True)
+            mounts.append(dst)
+        yield
+    finally:
+        for dst in reversed(mounts):
+            subprocess.run(["umount", "-l", str(dst)], check=False, capture_output=True)
+
+
+def _write(root: Path, path: str, content: str, mode: int = 0o644) -> None:
+    target = root / path.lstrip("/")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(content)
+    target.chmod(mode)
+
+
+def _sources_from_debootstrap(root: Path) -> str:
+    """Turn debootstrap's one-line sources.list into deb822 trixie sources (main contrib).
+
+    The mirror URI is whatever debootstrap used (its default Debian mirror unless
+    ``$OPSCTL_DEBIAN_MIRROR`` was given), so no mirror host is hard-coded here.
+    """
+    uri = _mirror_override()
+    legacy = root / "etc/apt/sources.list"
+    if not uri and legacy.exists():
+        for line in legacy.read_text().splitlines():
+            parts = line.split()
+            if len(parts) >= 3 and parts[0] == "deb":
+                uri = parts[1]
+                break
+    if not uri:
+        raise SandboxError(
+            "debootstrap wrote no apt source; cannot tell which Debian mirror it used",
+            "set OPSCTL_DEBIAN_MIRROR to a Debian mirror URL",
+        )
+    security = uri.rsplit("/", 1)[0] + "/debian-security" if uri.endswith("/debian") else None
+    text = (
+        f"Types: deb\nURIs: {uri}\nSuites: {SUITE} {SUITE}-updates\nComponents: {' '.join(COMPONENTS)}\n"
+        "Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg\n"
+    )
+    if security:
+        text += (
+            f"\nTypes: deb\nURIs: {security}\nSuites: {SUITE}-security\n"
+            f"Components: {' '.join(COMPONENTS)}\n"
+            "Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg\n"
+        )
+    return text
+
+
+def _build_rootfs(spec: ImageSpec, root: Path, debs: Path, progress: Progress | None) -> None:
+    """debootstrap + apt + container tweaks into ``root`` (an empty directory)."""
+    for tool, pkg in (("debootstrap", "debootstrap"), ("chroot", "coreutils")):
+        if not shutil.which(tool):
+            apt_install([pkg], progress=progress)
+    mirror = _mirror_override()
+    _run(
+        [
+            "debootstrap", "--variant=minbase", f"--components={','.join(COMPONENTS)}",
+            f"--include={','.join(BOOTSTRAP_INCLUDE)}", f"--cache-dir={debs}",
+            "--keyring=/usr/share/keyrings/debian-archive-keyring.gpg",
+            SUITE, str(root), *([mirror] if mirror else []),
+        ],
+        progress, what="debootstrap",
+    )
+    sources = _sources_from_debootstrap(root)
+    # no services may start inside the chroot while packages are configured
+    _write(root, "/usr/sbin/policy-rc.d", "#!/bin/sh\nexit 101\n", 0o755)
+    for path, content in {**COMMON_FILES, **dict(spec.files)}.items():
+        _write(root, path, content)
+    (root / "etc/apt/sources.list").unlink(missing_ok=True)
+    _write(root, "/etc/apt/sources.list.d/debian.sources", sources)
+    with _chroot_mounts(root, debs):
+        _chroot(root, ["apt-get", "update", "-q"], progress, what="apt-get update")
+        packages = sorted(set(COMMON_PACKAGES) | set(spec.packages))
+        for opt in spec.optional_packages:
+            res = subprocess.run(
+                ["chroot", str(root), "apt-cache", "show", "--no-all-versions", opt],
+                capture_output=True, text=True, check=False,
+            )
+            if res.returncode == 0 and res.stdout.strip():
+                packages.append(opt)
+            else:
+                _say(progress, f"optional package {opt} not in {SUITE}: skipped")
+        _chroot(
+            root,
+            ["apt-get", "install", "-y", "-q", "-o", "Dpkg::Options::=--force-confold", *packages],
+            progress, what="apt-get install",
+        )
+        # no `apt-get clean`: the archives dir is the shared .deb cache, bind-mounted
+    # container tweaks
+    (root / "usr/sbin/policy-rc.d").unlink(missing_ok=True)
+    for unit in sorted(set(MASKED_UNITS) | set(spec.masked_units)):
+        link = root / "etc/systemd/system" / unit
+        link.parent.mkdir(parents=True, exist_ok=True)
+        if link.is_symlink() or link.exists():
+            link.unlink()
+        link.symlink_to("/dev/null")
+    (root / "etc/machine-id").write_text("")
+    (root / "var/lib/dbus/machine-id").unlink(missing_ok=True)
+    (root / "etc/resolv.conf").unlink(missing_ok=True)
+    (root / "etc/hostname").write_text("localhost\n")
+    for d in ("tmp", "var/tmp", "run", "var/log/journal"):
+        p = root / d
+        if p.is_dir():
+            for child in p.iterdir():
+                if child.is_dir() and not child.is_symlink():
+                    shutil.rmtree(child, ignore_errors=True)
+                else:
+                    child.unlink(missing_ok=True)
+
+
+def _tar_rootfs(root: Path, out: Path, progress: Progress | None) -> None:
+    tmp = out.with_suffix(".tar.part")
+    _run(
+        [
+            "tar", "--numeric-owner", "--xattrs", "--xattrs-include=*", "--acls",
+            "--exclude=./proc/*", "--exclude=./sys/*", "--exclude=./dev/*",
+            "-C", str(root), "-cf", str(tmp), ".",
+        ],
+        progress, what="tar rootfs",
+    )
+    tmp.rename(out)
+
+
+def _import(client, tarball: Path, kind: str, digest: str, progress: Progress | None) -> str:
+    """``docker import`` the tarball under a temporary tag, then tag atomically and drop the temp."""
+    repo = IMAGE_REPO.format(kind=kind)
+    final = f"{repo}:{digest[:12]}"
+    tmp_tag = f"building-{os.getpid()}-{int(time.time())}"
+    changes = [*IMAGE_CHANGES, f"LABEL {LABEL}=1", f"LABEL {LABEL}.kind={kind}",
+               f"LABEL {LABEL}.inputs-hash={digest}"]
+    _say(progress, f"importing {tarball.name} ({tarball.stat().st_size / 1e6:.0f} MB) as {final}")
+    try:
+        client.api.import_image_from_file(str(tarball), repository=repo, tag=tmp_tag, changes=changes)
+        image = client.images.get(f"{repo}:{tmp_tag}")
+        image.tag(repo, digest[:12])
+    except docker.errors.DockerException as exc:
+        raise SandboxError(f"docker import of {tarball} failed: {exc}",
+                           f"delete {tarball} to force a rebuild, and check `docker info`") from exc
+    finally:
+        with contextlib.suppress(docker.errors.DockerException):
+            client.images.remove(f"{repo}:{tmp_tag}", noprune=True)
+    return final
+
+
+def ensure_image(kind: str, *, progress: Progress | None = None, client=None) -> str:
+    """Make sure the sandbox image for ``kind`` exists locally and return its tag.
+
+    Reuses ``opsctl/sandbox-<kind>:<hash12>`` if present (no work at all); else imports the
+    cached root-filesystem tarball ``<cache>/rootfs/<kind>-<hash12>.tar``; else builds it cold
+    (debootstrap trixie + apt + container tweaks) in a temporary directory that is removed
+    whatever happens.  Concurrent callers for the same kind serialise on a lock file.
+
+    Args:
+        kind: ``"backup"``, ``"trainer"`` or ``"slurm"``.
+        progress: optional callback receiving human-readable progress lines (e.g. ``print``).
+        client: a ``docker.DockerClient``; default :func:`~opsctl.sandbox.engine.ensure_docker`.
+
+    Returns:
+        The image tag, e.g. ``"opsctl/sandbox-backup:5c1e0d7f9a2b"``.
+
+    Raises:
+        SandboxError: unknown kind, not root, debootstrap/apt/import failure (with output tail).
+
+    Example::
+
+        tag = ensure_image("trainer", progress=print)
+        client.containers.run(tag, ...)
+    """
+    spec = _spec(kind)
+    digest = image_inputs_hash(kind)
+    tag = f"{IMAGE_REPO.format(kind=kind)}:{digest[:12]}"
+    client = client or ensure_docker(progress=progress)
+    if _has_image(client, tag):
+        _say(progress, f"image {tag} present: reusing")
+        return tag
+    cache = cache_dir()
+    tarball = cache / "rootfs" / f"{kind}-{digest[:12]}.tar"
+    with _lock(cache / "locks" / f"image-{kind}.lock"):
+        if _has_image(client, tag):  # built by someone else while we waited
+            _say(progress, f"image {tag} present: reusing")
+            return tag
+        if not tarball.exists():
+            if os.geteuid() != 0:
+                raise SandboxError(
+                    f"building {tag} needs root (debootstrap, chroot, mount)",
+                    "run the first `opsctl sandbox` as root, or build once with sudo",
+                )
+            start = time.monotonic()
+            _say(progress, f"building {tag} from debootstrap {SUITE} (cold build)")
+            tarball.parent.mkdir(parents=True, exist_ok=True)
+            debs = cache / "debs"
+            debs.mkdir(parents=True, exist_ok=True)
+            (debs / "partial").mkdir(exist_ok=True)
+            workdir = Path(tempfile.mkdtemp(prefix=f"opsctl-image-{kind}-", dir=cache))
+            try:
+                root = workdir / "rootfs"
+                root.mkdir()
+                _build_rootfs(spec, root, debs, progress)
+                _tar_rootfs(root, tarball, progress)
+            finally:
+                _cleanup_workdir(workdir)
+                tarball.with_suffix(".tar.part").unlink(missing_ok=True)
+            _say(progress, f"root filesystem built in {time.monotonic() - start:.0f} s")
+        else:
+            _say(progress, f"using cached root filesystem {tarball}")
+        _import(client, tarball, kind, digest, progress)
+    _say(progress, f"image {tag} ready")
+    return tag
+
+
+def _has_image(client, tag: str) -> bool:
+    try:
+        client.images.get(tag)
+        return True
+    except docker.errors.ImageNotFound:
+        return False
+
+
+def _cleanup_workdir(workdir: Path) -> None:
+    """Remove a build directory, first unmounting anything still mounted below it."""
+    try:
+        mounts = Path("/proc/mounts").read_text().splitlines()
+    except OSError:
+        mounts = []
+    below = [m.split()[1] for m in mounts if len(m.split()) > 1 and m.split()[1].startswith(str(workdir))]
+    for mnt in sorted(below, key=len, reverse=True):
+        subprocess.run(["umount", "-l", mnt], check=False, capture_output=True)
+    shutil.rmtree(workdir, ignore_errors=True)
