@@ -1,0 +1,40 @@
+"""The ``opsctl`` command line (Typer + Rich). One module per command group."""
+
+from __future__ import annotations
+
+import typer
+
+from opsctl import __version__
+from opsctl.cli import render_cmd, spec_cmds
+
+app = typer.Typer(
+    name="opsctl",
+    help="Set up a lab's Mac backup server (ZFS, Samba, Netatalk, Avahi) and GPU training hosts "
+    "from one declarative site file: spec -> render -> provision -> verify -> status.",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    pretty_exceptions_enable=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"opsctl {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="print the version"),
+) -> None:
+    """opsctl: spec -> render -> provision -> verify -> status."""
+
+
+app.command()(spec_cmds.init)
+app.command()(spec_cmds.validate)
+app.command()(spec_cmds.schema)
+app.command()(render_cmd.render)
+
+
+def main() -> None:
+    app()

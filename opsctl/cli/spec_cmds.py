@@ -1,0 +1,53 @@
+"""``opsctl init``, ``validate``, ``schema``: write, check and describe the site spec."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from opsctl.cli.common import EXIT_BAD_INPUT, JsonOpt, SiteOpt, console, fail, load_site, print_json
+from opsctl.spec import DEFAULT_SITE
+from opsctl.spec.models import Site
+
+
+def init(
+    path: Annotated[Path, typer.Argument(help="where to write the new site file")] = Path("site.yml"),
+    force: Annotated[bool, typer.Option("--force", help="overwrite an existing file")] = False,
+) -> None:
+    """Write a commented example site file to start from (the embedded sandbox site)."""
+    if path.exists() and not force:
+        fail(f"{path} exists; pass --force to overwrite it", EXIT_BAD_INPUT)
+    shutil.copyfile(DEFAULT_SITE, path)
+    console.print(f"wrote {path}; edit it, then run [bold]opsctl validate --site {path}[/]")
+
+
+def validate(site: SiteOpt = None, as_json: JsonOpt = False) -> None:
+    """Check the site file: every error names the field, the bad value and the fix (exit 2)."""
+    loaded = load_site(site, quiet=as_json)
+    s = loaded.site
+    if as_json:
+        print_json({"valid": True, "path": str(loaded.path), "warnings": loaded.warnings,
+                    "hosts": {h.name: s.roles_of(h.name) for h in s.hosts}})
+        return
+    table = Table(title=f"site {s.site} ({loaded.path})")
+    table.add_column("host")
+    table.add_column("connection")
+    table.add_column("roles")
+    for host in s.hosts:
+        conn = f"sandbox {host.sandbox}" if host.sandbox else host.connection
+        table.add_row(host.name, conn, ", ".join(s.roles_of(host.name)) or "-")
+    console.print(table)
+    if s.backup:
+        console.print(f"backup: pool [bold]{s.backup.pool.name}[/] ({len(s.backup.pool.vdevs)} vdev(s)), "
+                      f"{len(s.backup.users)} user(s), {len(s.backup.shares)} extra share(s)")
+    console.print("[green]valid[/]")
+
+
+def schema() -> None:
+    """Print the JSON Schema of the site file (for editor completion, e.g. yaml-language-server)."""
+    print(json.dumps(Site.model_json_schema(mode="validation"), indent=2))
