@@ -42,12 +42,9 @@ CONTAINER_PREFIX = "opsctl-"
 DUMMY_ADDRESS = "192.0.2.10/24"
 #: Wanted open-files limit (Netatalk's cnid_metad asks for 65535); capped to what the host allows.
 WANTED_NOFILE = 65536
-#: Arguments always passed to systemd (PID 1).  systemd >= 256 only boots on a cgroup-v1 host
-#: (like the Docker hosts this sandbox targets) when legacy hierarchy support is forced.
-BASE_INIT_ARGS: tuple[str, ...] = (
-    "systemd.unified_cgroup_hierarchy=0",
-    "SYSTEMD_CGROUP_ENABLE_LEGACY_FORCE=1",
-)
+#: Arguments always passed to systemd (PID 1) before ``extra_args``.  Empty: trixie's systemd
+#: 257 still boots on a cgroup-v1 Docker host (it only logs "tainted: cgroupsv1").
+BASE_INIT_ARGS: tuple[str, ...] = ()
 
 
 def container_name(name: str) -> str:
@@ -119,18 +116,31 @@ def exec(container: Container, cmd: str | Sequence[str], *, user: str = "root", 
 
 
 def _setup_dummy_interface(container: Container) -> None:
+    """Give the container a multicast-capable ``dummy0`` with :data:`DUMMY_ADDRESS`.
+
+    Uses the ``dummy`` link type; kernels built without it (CONFIG_DUMMY unset, e.g. some CI
+    micro-VMs) get a veth pair instead: ``dummy0`` (multicast on, address) and its peer
+    ``dummy0-peer`` (up, multicast off so Avahi ignores it).  Either way the link is up with
+    carrier, which is what Avahi needs.
+    """
     addr = DUMMY_ADDRESS
     script = (
-        "ip link show dummy0 >/dev/null 2>&1 || ip link add dummy0 type dummy; "
-        "ip link set dummy0 up multicast on; "
-        f"ip -4 addr show dev dummy0 | grep -q '{addr.split('/')[0]}/' || "
-        f"ip addr add {addr} dev dummy0"
+        "set -e\n"
+        "if ! ip link show dummy0 >/dev/null 2>&1; then\n"
+        "  if ! ip link add dummy0 type dummy 2>/dev/null; then\n"
+        "    ip link add dummy0 type veth peer name dummy0-peer\n"
+        "    ip link set dummy0-peer up multicast off\n"
+        "  fi\n"
+        "fi\n"
+        "ip link set dummy0 up multicast on\n"
+        f"ip -4 addr show dev dummy0 | grep -q ' {addr.split('/')[0]}/' || "
+        f"ip addr add {addr} dev dummy0\n"
     )
     rc, out = exec(container, script)
     if rc != 0:
         raise SandboxError(
             f"could not create dummy0 in {container.name} (rc {rc}): {out.strip()}",
-            "the Docker host kernel needs the `dummy` network driver (modprobe dummy) and the "
+            "the Docker host kernel needs the `dummy` or `veth` network driver and the "
             "container CAP_NET_ADMIN",
         )
 

@@ -40,7 +40,7 @@ from opsctl.sandbox.engine import Progress, apt_install, cache_dir, ensure_docke
 from opsctl.sandbox.errors import SandboxError
 
 #: Bump when the build steps below change in a way the hashed data does not capture.
-RECIPE_VERSION = 1
+RECIPE_VERSION = 2
 SUITE = "trixie"
 COMPONENTS = ("main", "contrib")
 IMAGE_REPO = "opsctl/sandbox-{kind}"
@@ -111,6 +111,71 @@ IMAGE_CHANGES = (
 )
 
 
+#: LD_PRELOAD shim for the *sandbox* backup image only (see :data:`NOFILE_SHIM_DROPIN`).
+#: Netatalk's cnid_metad raises RLIMIT_NOFILE to 65535 and exits on EPERM.  A container cannot
+#: raise its hard limit above the Docker host's (``ulimit -Hn``, 20000 on some CI VMs) without
+#: CAP_SYS_RESOURCE on the host, so there it would crash-loop.  The shim retries a refused raise
+#: clamped to the current hard limit; when the raise is allowed it is a pure pass-through.
+NOFILE_SHIM_PATH = "/usr/local/lib/opsctl-sandbox/nofile-clamp.so"
+NOFILE_SHIM_SOURCE = r"""
+/* opsctl sandbox only: clamp RLIMIT_NOFILE raises to the hard limit the container has.
+ * Containers on hosts without CAP_SYS_RESOURCE cannot raise nofile above the Docker host's
+ * hard limit; netatalk's cnid_metad exits when setrlimit(NOFILE, 65535) fails with EPERM.
+ * On EPERM this retries with the request clamped to the current hard limit. */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <errno.h>
+#include <stdio.h>
+#include <sys/resource.h>
+
+typedef int (*set64_fn)(__rlimit_resource_t, const struct rlimit64 *);
+typedef int (*set_fn)(__rlimit_resource_t, const struct rlimit *);
+
+static void note(unsigned long long cur, unsigned long long max) {
+    static int said;
+    if (!said) {
+        said = 1;
+        fprintf(stderr, "opsctl-sandbox: RLIMIT_NOFILE raise refused by host; clamped to %llu/%llu\n",
+                cur, max);
+    }
+}
+
+int setrlimit64(__rlimit_resource_t res, const struct rlimit64 *rl) {
+    static set64_fn real;
+    if (!real) real = (set64_fn)dlsym(RTLD_NEXT, "setrlimit64");
+    int rc = real(res, rl);
+    if (rc == 0 || errno != EPERM || res != RLIMIT_NOFILE ) return rc;
+    struct rlimit64 have, want = *rl;
+    if (getrlimit64(RLIMIT_NOFILE, &have) != 0) { errno = EPERM; return rc; }
+    if (want.rlim_max == RLIM64_INFINITY || want.rlim_max > have.rlim_max) want.rlim_max = have.rlim_max;
+    if (want.rlim_cur == RLIM64_INFINITY || want.rlim_cur > want.rlim_max) want.rlim_cur = want.rlim_max;
+    rc = real(res, &want);
+    if (rc == 0) note(want.rlim_cur, want.rlim_max);
+    return rc;
+}
+
+int setrlimit(__rlimit_resource_t res, const struct rlimit *rl) {
+    static set_fn real;
+    if (!real) real = (set_fn)dlsym(RTLD_NEXT, "setrlimit");
+    int rc = real(res, rl);
+    if (rc == 0 || errno != EPERM || res != RLIMIT_NOFILE ) return rc;
+    struct rlimit have, want = *rl;
+    if (getrlimit(RLIMIT_NOFILE, &have) != 0) { errno = EPERM; return rc; }
+    if (want.rlim_max == RLIM_INFINITY || want.rlim_max > have.rlim_max) want.rlim_max = have.rlim_max;
+    if (want.rlim_cur == RLIM_INFINITY || want.rlim_cur > want.rlim_max) want.rlim_cur = want.rlim_max;
+    rc = real(res, &want);
+    if (rc == 0) note(want.rlim_cur, want.rlim_max);
+    return rc;
+}
+"""
+#: Scopes the shim to netatalk.service; a sandbox-only drop-in, production units are untouched.
+NOFILE_SHIM_DROPIN = (
+    "/etc/systemd/system/netatalk.service.d/50-opsctl-sandbox-nofile.conf",
+    "# opsctl sandbox image only: cnid_metad needs nofile 65535, the Docker host may cap it lower\n"
+    f"[Service]\nEnvironment=LD_PRELOAD={NOFILE_SHIM_PATH}\n",
+)
+
+
 @dataclasses.dataclass(frozen=True)
 class ImageSpec:
     """What goes into one kind of image.
@@ -121,6 +186,7 @@ class ImageSpec:
         optional_packages: installed only if trixie has them (e.g. ``netatalk-tests``).
         masked_units: extra units masked on top of :data:`MASKED_UNITS`.
         files: extra files written into the image (path -> content).
+        nofile_shim: compile :data:`NOFILE_SHIM_SOURCE` into :data:`NOFILE_SHIM_PATH`.
     """
 
     kind: str
@@ -128,6 +194,7 @@ class ImageSpec:
     optional_packages: tuple[str, ...] = ()
     masked_units: tuple[str, ...] = ()
     files: tuple[tuple[str, str], ...] = ()
+    nofile_shim: bool = False
 
 
 KINDS: dict[str, ImageSpec] = {
@@ -140,6 +207,8 @@ KINDS: dict[str, ImageSpec] = {
             "perl-openssl-defaults", "dbus-user-session", "tracker-extract",
         ),
         optional_packages=("netatalk-tests",),
+        files=(NOFILE_SHIM_DROPIN,),
+        nofile_shim=True,
     ),
     "trainer": ImageSpec(kind="trainer", packages=("python3-venv",)),
     "slurm": ImageSpec(kind="slurm", packages=("slurmctld", "slurmd", "slurm-client", "munge")),
@@ -172,6 +241,7 @@ def _inputs(spec: ImageSpec) -> dict:
         "files": sorted({**COMMON_FILES, **dict(spec.files)}.items()),
         "changes": list(IMAGE_CHANGES),
         "mirror": _mirror_override(),
+        "nofile_shim": NOFILE_SHIM_SOURCE if spec.nofile_shim else None,
     }
 
 
@@ -349,6 +419,10 @@ def _build_rootfs(spec: ImageSpec, root: Path, debs: Path, progress: Progress | 
         if link.is_symlink() or link.exists():
             link.unlink()
         link.symlink_to("/dev/null")
+    if spec.nofile_shim:
+        _compile_shim(root, progress)
+    for cache_bin in (root / "var/cache/apt").glob("*.bin"):
+        cache_bin.unlink()
     (root / "etc/machine-id").write_text("")
     (root / "var/lib/dbus/machine-id").unlink(missing_ok=True)
     (root / "etc/resolv.conf").unlink(missing_ok=True)
@@ -361,6 +435,20 @@ def _build_rootfs(spec: ImageSpec, root: Path, debs: Path, progress: Progress | 
                     shutil.rmtree(child, ignore_errors=True)
                 else:
                     child.unlink(missing_ok=True)
+
+
+def _compile_shim(root: Path, progress: Progress | None) -> None:
+    """Compile the nofile LD_PRELOAD shim with the build host's gcc into the rootfs."""
+    if not shutil.which("gcc"):
+        apt_install(["gcc", "libc6-dev"], progress=progress)
+    target = root / NOFILE_SHIM_PATH.lstrip("/")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="opsctl-shim-") as tmp:
+        src = Path(tmp) / "nofile_clamp.c"
+        src.write_text(NOFILE_SHIM_SOURCE)
+        _run(["gcc", "-O2", "-Wall", "-shared", "-fPIC", "-o", str(target), str(src), "-ldl"],
+             progress, what="compiling the nofile shim")
+    target.chmod(0o644)
 
 
 def _tar_rootfs(root: Path, out: Path, progress: Progress | None) -> None:
