@@ -40,7 +40,8 @@ def load_site(path: Path | None, *, quiet: bool = False) -> Loaded:
     except SpecError as exc:
         for problem in exc.problems:
             err.print(f"error: {problem}", style="red", highlight=False, soft_wrap=True, markup=False)
-        err.print(f"{len(exc.problems)} problem(s) in {exc.path}; nothing was applied.", style="red")
+        err.print(f"{len(exc.problems)} problem(s) in {exc.path}; nothing was applied.", style="red",
+                  soft_wrap=True, highlight=False)
         raise typer.Exit(EXIT_BAD_INPUT) from None
     if not quiet:
         for warning in loaded.warnings:

@@ -14,7 +14,6 @@ Example::
 from __future__ import annotations
 
 
-
 def plan(backup: dict) -> list[dict]:
     """Steps ``{"id", "check", "argv"}`` for the ``backup`` section (as in the template context):
     run ``argv`` only when ``check`` (an argv, or None for always) fails."""

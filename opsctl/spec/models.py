@@ -39,6 +39,7 @@ from opsctl.spec.types import (
     parse_size,
 )
 
+
 class Strict(BaseModel):
     """Base for every spec section: unknown keys are errors (typos must not pass silently)."""
 
@@ -251,7 +252,8 @@ class Backup(Strict):
     samba: Samba = Field(default_factory=Samba)
     netatalk: Netatalk = Field(default_factory=Netatalk)
     avahi: Avahi = Field(default_factory=Avahi)
-    share_prefix: str = Field(default="", description="share name = prefix + user name", pattern=r"^[A-Za-z0-9._-]{0,32}$")
+    share_prefix: str = Field(default="", description="share name = prefix + user name",
+                              pattern=r"^[A-Za-z0-9._-]{0,32}$")
 
     @field_validator("dataset_defaults", mode="before")
     @classmethod

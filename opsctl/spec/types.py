@@ -17,11 +17,11 @@ from pydantic import AfterValidator, BeforeValidator
 
 _POSIX_USER = re.compile(r"[a-z_][a-z0-9_-]{0,31}", re.ASCII)
 #: Accounts a Time Machine user must never collide with.
-RESERVED_USERS = frozenset(
-    "root daemon bin sys sync games man lp mail news uucp proxy www-data backup list irc "
-    "gnats nobody systemd-network systemd-resolve messagebus sshd avahi _apt admin "
-    "guest ftp".split()
-)
+RESERVED_USERS = frozenset({
+    "root", "daemon", "bin", "sys", "sync", "games", "man", "lp", "mail", "news", "uucp", "proxy", "www-data",
+    "backup", "list", "irc", "gnats", "nobody", "systemd-network", "systemd-resolve", "messagebus", "sshd",
+    "avahi", "_apt", "admin", "guest", "ftp",
+})
 
 
 def _printable(value: str) -> str:
@@ -178,7 +178,7 @@ def parse_size(value: str | int) -> int:
     match = _SIZE.fullmatch(text)
     if not match:
         hint = ""
-        if re.fullmatch(r"\s*\d+(\.\d+)?\s*[KMGTPkmgtp]i?[Bb]\s*", text):
+        if re.fullmatch(r"\s*\d+(\.\d+)?(\s+[KMGTPkmgtp](i?[Bb])?|\s*[KMGTPkmgtp]i?[Bb])\s*", text):
             hint = " (write '500G', not '500 GB' or '500GiB')"
         elif text.strip().startswith("-"):
             hint = " (sizes cannot be negative)"

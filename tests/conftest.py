@@ -1,0 +1,18 @@
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from tools import REPO  # noqa: E402
+
+
+@pytest.fixture
+def example_yaml() -> str:
+    return (REPO / "inventory" / "sandbox.yml").read_text()
+
+
+@pytest.fixture
+def full_yaml() -> str:
+    return (REPO / "tests" / "data" / "full_site.yml").read_text()

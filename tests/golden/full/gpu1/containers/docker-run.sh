@@ -1,0 +1,17 @@
+#!/bin/sh
+# Run the charlm training job of gpu1 (site lab) under Docker.
+# Rendered by opsctl; extra arguments are passed to `charlm train` (e.g. --resume).
+# Notification secrets are passed through from the environment by name only, never written here.
+set -eu
+exec docker run --rm --init \
+    --name charlm-lab \
+    --user 1000:1000 \
+    --shm-size 1G \
+    --stop-timeout 60 \
+    --device nvidia.com/gpu=all \
+    --env CHARLM_WEBHOOK_URL --env TELEGRAM_BOT_TOKEN --env TELEGRAM_CHAT_ID \
+    --mount type=bind,source=/backup/ml/data,target=/data,readonly \
+    --mount type=bind,source=/backup/ml/checkpoints,target=/checkpoints \
+    registry.lab/charlm:1.0 \
+    train --data /data/names.txt --out /checkpoints/mlp \
+    --model mlp --steps 20000 --batch-size 64 --lr 0.01 --optimizer adamw --weight-decay 0.01 --dropout 0.0 --warmup 100 --grad-clip 1.0 --seed 3407 --n-embd 64 "$@"
