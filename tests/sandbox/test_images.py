@@ -175,3 +175,49 @@ def test_image_contents(docker_client):
     assert "ForwardToConsole=yes" in text
     assert "Python 3." in text
     assert text.strip().endswith("4")
+
+
+# --- ensure_docker failure paths (simulated; the real daemon is left alone) ---------------------
+
+
+def test_ensure_docker_not_root_gives_reason_and_fix(monkeypatch):
+    from opsctl.sandbox import engine
+
+    monkeypatch.setattr(engine, "_ping", lambda base_url=None: None)
+    monkeypatch.setattr(engine.shutil, "which", lambda name: f"/usr/bin/{name}")
+    monkeypatch.setattr(engine.os, "geteuid", lambda: 1000)
+    monkeypatch.delenv("DOCKER_HOST", raising=False)
+    with pytest.raises(SandboxError) as err:
+        ensure_docker()
+    assert "needs root" in str(err.value) and "Fix:" in str(err.value)
+
+
+def test_ensure_docker_reports_dead_dockerd_with_log(monkeypatch, tmp_path):
+    import subprocess
+
+    from opsctl.sandbox import engine
+
+    monkeypatch.setenv("OPSCTL_CACHE", str(tmp_path))
+    monkeypatch.delenv("DOCKER_HOST", raising=False)
+    monkeypatch.setattr(engine, "_ping", lambda base_url=None: None)
+    monkeypatch.setattr(engine.shutil, "which", lambda name: None if name == "systemctl" else "/x")
+    monkeypatch.setattr(engine.os, "geteuid", lambda: 0)
+
+    def fake_start(log_path, progress):
+        log_path.write_text("failed to start daemon: pid file found, ensure docker is not running\n")
+        return subprocess.Popen(["false"])
+
+    monkeypatch.setattr(engine, "_start_dockerd", fake_start)
+    with pytest.raises(SandboxError) as err:
+        ensure_docker(timeout=5)
+    msg = str(err.value)
+    assert "dockerd exited" in msg and "pid file found" in msg and "Fix:" in msg
+
+
+def test_ensure_docker_remote_docker_host_is_not_started(monkeypatch):
+    from opsctl.sandbox import engine
+
+    monkeypatch.setattr(engine, "_ping", lambda base_url=None: None)
+    monkeypatch.setenv("DOCKER_HOST", "tcp://10.255.255.1:2375")
+    with pytest.raises(SandboxError, match="DOCKER_HOST"):
+        ensure_docker()
