@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from opsctl import __version__
-from opsctl.cli import render_cmd, spec_cmds
+from opsctl.cli import provision_cmd, render_cmd, sandbox_cmd, spec_cmds, verify_cmd
 
 app = typer.Typer(
     name="opsctl",
@@ -34,6 +34,9 @@ app.command()(spec_cmds.init)
 app.command()(spec_cmds.validate)
 app.command()(spec_cmds.schema)
 app.command()(render_cmd.render)
+app.add_typer(sandbox_cmd.app, name="sandbox")
+app.command()(provision_cmd.provision)
+app.command()(verify_cmd.verify)
 
 
 def main() -> None:

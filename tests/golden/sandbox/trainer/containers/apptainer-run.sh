@@ -8,8 +8,8 @@ runtime=$(command -v apptainer || command -v singularity)
 [ -z "${TELEGRAM_BOT_TOKEN:-}" ] || export APPTAINERENV_TELEGRAM_BOT_TOKEN="$TELEGRAM_BOT_TOKEN"
 [ -z "${TELEGRAM_CHAT_ID:-}" ] || export APPTAINERENV_TELEGRAM_CHAT_ID="$TELEGRAM_CHAT_ID"
 exec "$runtime" run --containall --cleanenv \
-    -B /srv/ml/data:/data:ro \
-    -B /srv/ml/checkpoints:/checkpoints \
+    -B /var/lib/opsctl-sandbox/ml/data:/data:ro \
+    -B /var/lib/opsctl-sandbox/ml/checkpoints:/checkpoints \
     "${CHARLM_SIF:-charlm.sif}" \
     train --data /data/names.txt --out /checkpoints/transformer \
     --model transformer --time-budget 60 --batch-size 64 --lr 0.003 --optimizer adamw --weight-decay 0.01 --dropout 0.0 --warmup 100 --grad-clip 1.0 --seed 3407 --n-embd 64 --n-layer 4 --n-head 4 "$@"

@@ -8,9 +8,10 @@ exec docker run --rm --init \
     --user 1000:1000 \
     --shm-size 1G \
     --stop-timeout 60 \
+    --network none \
     --env CHARLM_WEBHOOK_URL --env TELEGRAM_BOT_TOKEN --env TELEGRAM_CHAT_ID \
-    --mount type=bind,source=/srv/ml/data,target=/data,readonly \
-    --mount type=bind,source=/srv/ml/checkpoints,target=/checkpoints \
+    --mount type=bind,source=/var/lib/opsctl-sandbox/ml/data,target=/data,readonly \
+    --mount type=bind,source=/var/lib/opsctl-sandbox/ml/checkpoints,target=/checkpoints \
     opsctl/charlm:latest \
     train --data /data/names.txt --out /checkpoints/transformer \
     --model transformer --time-budget 60 --batch-size 64 --lr 0.003 --optimizer adamw --weight-decay 0.01 --dropout 0.0 --warmup 100 --grad-clip 1.0 --seed 3407 --n-embd 64 --n-layer 4 --n-head 4 "$@"

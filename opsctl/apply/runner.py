@@ -1,0 +1,117 @@
+"""Run the playbooks against the inventory built from the spec, streaming per-task events.
+
+``ansible-playbook`` runs with the repo's ``ansible.cfg`` and the ``opsctl_events`` stdout
+callback (JSON lines), so the CLI can show live per-host/per-task progress and a summary.
+Secrets go in a 0600 extra-vars file inside a 0700 temp dir, never on the command line.
+
+Example::
+
+    summary = run_playbook(site, "site.yml", on_event=print)
+    summary.changed  # total changed tasks over all hosts
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from opsctl import PLAYBOOKS, ROOT
+from opsctl.apply.inventory import build_inventory
+from opsctl.apply.secrets import write_private
+from opsctl.spec.models import Site
+
+
+@dataclass
+class RunSummary:
+    rc: int
+    hosts: dict[str, dict] = field(default_factory=dict)  # per host: ok, changed, failures, unreachable, ...
+    failures: list[dict] = field(default_factory=list)  # result events with status failed/unreachable
+    changes: list[dict] = field(default_factory=list)  # result events with status changed
+    log: list[str] = field(default_factory=list)  # non-event output (warnings, errors)
+
+    @property
+    def changed(self) -> int:
+        return sum(h.get("changed", 0) for h in self.hosts.values())
+
+    @property
+    def failed(self) -> bool:
+        return self.rc != 0 or any(h.get("failures") or h.get("unreachable") for h in self.hosts.values())
+
+
+def ansible_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.update({
+        "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
+        "ANSIBLE_STDOUT_CALLBACK": "opsctl_events",
+        "ANSIBLE_NOCOLOR": "1",
+        "ANSIBLE_FORCE_COLOR": "0",
+        "ANSIBLE_LOAD_CALLBACK_PLUGINS": "1",
+        "PYTHONUNBUFFERED": "1",
+    })
+    bindir = str(Path(sys.executable).parent)
+    if bindir not in env.get("PATH", "").split(os.pathsep):
+        env["PATH"] = bindir + os.pathsep + env.get("PATH", "")
+    return env
+
+
+def run_playbook(
+    site: Site,
+    playbook: str = "site.yml",
+    *,
+    limit: list[str] | None = None,
+    check: bool = False,
+    diff: bool = False,
+    extra_vars: dict | None = None,
+    secret_vars: dict | None = None,
+    tags: list[str] | None = None,
+    on_event: Callable[[dict], None] | None = None,
+) -> RunSummary:
+    """Run ``playbooks/<playbook>`` on the site (or ``limit`` hosts); return the summary."""
+    summary = RunSummary(rc=0)
+    with tempfile.TemporaryDirectory(prefix="opsctl-") as tmp:
+        os.chmod(tmp, 0o700)
+        inventory = write_private(Path(tmp) / "inventory.json", build_inventory(site, limit))
+        cmd = ["ansible-playbook"]
+        cmd += ["-i", str(inventory), str(PLAYBOOKS / playbook)]
+        if limit:
+            cmd += ["--limit", ",".join(limit)]
+        if check:
+            cmd.append("--check")
+        if diff:
+            cmd.append("--diff")
+        if tags:
+            cmd += ["--tags", ",".join(tags)]
+        if extra_vars:
+            cmd += ["-e", "@" + str(write_private(Path(tmp) / "vars.json", extra_vars))]
+        if secret_vars:
+            cmd += ["-e", "@" + str(write_private(Path(tmp) / "secrets.json", secret_vars))]
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=ansible_env(), stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True, stdin=subprocess.DEVNULL)
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            line = line.rstrip("\n")
+            try:
+                event = json.loads(line) if line.startswith("{") else None
+            except json.JSONDecodeError:
+                event = None
+            if not isinstance(event, dict) or "event" not in event:
+                if line.strip():
+                    summary.log.append(line)
+                continue
+            if event["event"] == "stats":
+                summary.hosts = event["hosts"]
+            elif event["event"] == "result":
+                if event["status"] in ("failed", "unreachable"):
+                    summary.failures.append(event)
+                elif event["status"] == "changed":
+                    summary.changes.append(event)
+            if on_event:
+                on_event(event)
+        summary.rc = proc.wait()
+    return summary

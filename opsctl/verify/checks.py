@@ -1,0 +1,187 @@
+"""Checks of what a host should look like, one small function per resource (testinfra style).
+
+Each check takes a :class:`Probe` (the testinfra host plus the connection) and the host's
+template context ``ctx`` and yields :class:`Check` results. Checks never change the host.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from opsctl.spec.types import parse_size
+
+
+@dataclass
+class Check:
+    host: str
+    name: str
+    ok: bool
+    detail: str = ""
+
+
+@dataclass
+class Probe:
+    name: str
+    host: object  # testinfra.host.Host
+    conn: object  # opsctl.connections.Connection
+    passwords: dict
+
+    def run(self, command: str):
+        return self.host.run(command)
+
+    def check(self, name: str, ok: bool, detail: str = "") -> Check:
+        return Check(self.name, name, bool(ok), detail)
+
+
+# --------------------------------------------------------------------------- ZFS
+
+
+def zfs_pool(p: Probe, ctx: dict) -> Iterator[Check]:
+    pool = ctx["backup"]["pool"]
+    out = p.run(f"zpool list -H -o health {shlex.quote(pool['name'])}")
+    health = out.stdout.strip()
+    yield p.check(f"pool {pool['name']} ONLINE", out.rc == 0 and health == "ONLINE",
+                  health or out.stderr.strip())
+    out = p.run(f"zpool get -H -o value ashift {shlex.quote(pool['name'])}")
+    yield p.check(f"pool {pool['name']} ashift={pool['ashift']}", out.stdout.strip() == str(pool["ashift"]),
+                  out.stdout.strip())
+
+
+def _props(p: Probe, dataset: str, names: list[str]) -> dict[str, str] | None:
+    out = p.run(f"zfs get -Hp -o property,value {','.join(names)} {shlex.quote(dataset)}")
+    if out.rc != 0:
+        return None
+    return dict(line.split("\t", 1) for line in out.stdout.strip().splitlines())
+
+
+def zfs_datasets(p: Probe, ctx: dict) -> Iterator[Check]:
+    for share in ctx["backup"]["time_machine_shares"]:
+        want = dict(share["properties"])
+        want["quota"] = str(parse_size(share["quota"]))
+        want["mountpoint"] = share["path"]
+        have = _props(p, share["dataset"], sorted(want))
+        if have is None:
+            yield p.check(f"dataset {share['dataset']} exists", False, "missing")
+            continue
+        wrong = {k: (have.get(k), v) for k, v in want.items() if have.get(k) != v}
+        yield p.check(f"dataset {share['dataset']} properties", not wrong,
+                      ", ".join(f"{k}={a} (want {w})" for k, (a, w) in wrong.items()) or
+                      f"quota={share['quota']} " + " ".join(f"{k}={v}" for k, v in share["properties"].items()))
+
+
+def user_dirs(p: Probe, ctx: dict) -> Iterator[Check]:
+    for share in ctx["backup"]["time_machine_shares"]:
+        f = p.host.file(share["path"])
+        ok = f.is_directory and f.user == share["user"] and f.mode == 0o700
+        yield p.check(f"{share['path']} 0700 {share['user']}", ok,
+                      f"mode={oct(f.mode) if f.exists else '-'} owner={f.user if f.exists else '-'}")
+
+
+# --------------------------------------------------------------------------- Samba
+
+
+def samba(p: Probe, ctx: dict) -> Iterator[Check]:
+    b = ctx["backup"]
+    if not b["samba"]["enabled"]:
+        return
+    yield p.check("smbd running", p.host.service("smbd").is_running)
+    out = p.run("testparm -s /etc/samba/smb.conf")
+    yield p.check("testparm accepts smb.conf", out.rc == 0 and "Unknown parameter" not in out.stderr,
+                  out.stderr.strip().splitlines()[-1] if out.rc else "")
+    for share in b["time_machine_shares"]:
+        if "smb" not in share["protocols"]:
+            continue
+        password = p.passwords.get(share["user"])
+        if password is None:
+            yield p.check(f"smb login {share['user']}@{share['name']}", False, "no password known for the user")
+            continue
+        # The password travels on stdin into smbclient's authentication file, never in argv.
+        cmd = (f"smbclient //127.0.0.1/{shlex.quote(share['name'])} -p {b['samba']['port']} -A /dev/stdin "
+               f"-m SMB3 -c 'ls'")
+        res = p.conn.run_stdin(cmd, f"username = {share['user']}\npassword = {password}\n")
+        yield p.check(f"smb login {share['user']}@{share['name']}", res.returncode == 0,
+                      (res.stdout + res.stderr).strip().splitlines()[-1] if res.returncode else "listed share")
+
+
+# --------------------------------------------------------------------------- Netatalk
+
+
+def netatalk(p: Probe, ctx: dict) -> Iterator[Check]:
+    b = ctx["backup"]
+    if not b["netatalk"]["enabled"] or not b["advertise_afp"] and not any(
+            "afp" in s["protocols"] for s in b["time_machine_shares"]):
+        return
+    port = b["netatalk"]["port"]
+    listening = any(p.host.socket(f"tcp://{addr}:{port}").is_listening for addr in ("0.0.0.0", "::"))  # noqa: S104
+    yield p.check(f"afpd listening on {port}", listening)
+    for share in b["time_machine_shares"]:
+        if "afp" not in share["protocols"]:
+            continue
+        password = p.passwords.get(share["user"])
+        if password is None:
+            yield p.check(f"afp volume {share['name']} opens", False, "no password known for the user")
+            continue
+        # afparg takes the password only as an argument; it is fed via stdin to the remote shell so it
+        # never appears in opsctl's own argv or logs (it is visible to root on the host for ~1 s).
+        script = (f'afparg -h 127.0.0.1 -p {port} -u {shlex.quote(share["user"])} -w "$(cat)" '
+                  f"-s {shlex.quote(share['name'])} -f FPEnumerate /")
+        res = p.conn.run_stdin(script, password)
+        text = res.stdout + res.stderr
+        ok = res.returncode == 0 and "FAILED" not in text.upper()
+        yield p.check(f"afp volume {share['name']} opens", ok, "" if ok else text.strip()[-300:])
+
+
+# --------------------------------------------------------------------------- Avahi
+
+
+def avahi(p: Probe, ctx: dict) -> Iterator[Check]:
+    b = ctx["backup"]
+    if not b["avahi"]["enabled"]:
+        return
+    yield p.check("avahi-daemon running", p.host.service("avahi-daemon").is_running)
+    out = p.run("avahi-browse -atrp --terminate")
+    lines = [line.split(";") for line in out.stdout.splitlines() if line.startswith("=")]
+    seen = {fields[4]: fields for fields in lines if len(fields) > 4}
+    want = ["_device-info._tcp", "_adisk._tcp"]
+    if b["advertise_smb"]:
+        want.append("_smb._tcp")
+    if b["advertise_afp"]:
+        want.append("_afpovertcp._tcp")
+    for service in want:
+        yield p.check(f"mDNS advertises {service}", service in seen, "" if service in seen else out.stdout[-300:])
+    adisk = seen.get("_adisk._tcp")
+    txt = adisk[9] if adisk and len(adisk) > 9 else ""
+    for share in b["time_machine_shares"]:
+        entry = f"{share['dk']}=adVN={share['name']},adVF=0x82"
+        yield p.check(f"_adisk._tcp has {entry}", entry in txt, txt)
+    info = seen.get("_device-info._tcp")
+    model = f"model={b['avahi']['model']}"
+    yield p.check(f"_device-info._tcp {model}", bool(info) and model in info[9], info[9] if info else "")
+
+
+# --------------------------------------------------------------------------- training host
+
+
+def trainer(p: Probe, ctx: dict) -> Iterator[Check]:
+    t = ctx["training"]
+    for path in (t["data_dir"], t["checkpoint_dir"]):
+        f = p.host.file(path)
+        yield p.check(f"{path} exists, owned by uid {t['user_uid']}", f.is_directory and f.uid == t["user_uid"],
+                      f"uid={f.uid if f.exists else '-'}")
+    for name in ("Dockerfile.cpu", "docker-run.sh", "charlm.def"):
+        path = f"/opt/opsctl/job/{name}"
+        yield p.check(f"job file {path}", p.host.file(path).exists)
+    if t["runtime"] == "docker":
+        out = p.run("docker info --format '{{.ServerVersion}}'")
+        yield p.check("docker engine reachable", out.rc == 0, out.stdout.strip() or out.stderr.strip()[-200:])
+    else:
+        out = p.run("apptainer --version || singularity --version")
+        yield p.check("apptainer installed", out.rc == 0, out.stdout.strip())
+
+
+CHECKS = {
+    "backup": [zfs_pool, zfs_datasets, user_dirs, samba, netatalk, avahi],
+    "training": [trainer],
+}
