@@ -547,8 +547,17 @@ def ensure_image(kind: str, *, progress: Progress | None = None, client=None) ->
         else:
             _say(progress, f"using cached root filesystem {tarball}")
         _import(client, tarball, kind, digest, progress)
+        _prune_tarballs(tarball, kind, progress)
     _say(progress, f"image {tag} ready")
     return tag
+
+
+def _prune_tarballs(keep: Path, kind: str, progress: Progress | None) -> None:
+    """Delete cached root filesystems of older inputs of ``kind`` (~0.7 GB each)."""
+    for old in keep.parent.glob(f"{kind}-*.tar"):
+        if old != keep and len(old.stem) == len(kind) + 13:
+            _say(progress, f"removing stale cached root filesystem {old.name}")
+            old.unlink(missing_ok=True)
 
 
 def _has_image(client, tag: str) -> bool:

@@ -101,6 +101,17 @@ def test_avahi_browse_runs(backup_host):
     assert _active(backup_host, "avahi-daemon") == "active"
     rc, out = exec(backup_host, "timeout 30 avahi-browse -atrp --terminate")
     assert rc == 0, out
+    # a service published in the container is resolved on dummy0 (the multicast interface)
+    script = (
+        "avahi-publish -s opsctl-probe _opsctlprobe._tcp 4242 >/dev/null 2>&1 & p=$!; sleep 2; "
+        "timeout 30 avahi-browse -atrp --terminate; rc=$?; kill $p; exit $rc"
+    )
+    rc, out = exec(backup_host, script)
+    assert rc == 0, out
+    assert any(
+        line.startswith("=;dummy0;IPv4;opsctl-probe;_opsctlprobe._tcp;") and ";192.0.2.10;4242;" in line
+        for line in out.splitlines()
+    ), out
 
 
 def test_python3_for_ansible(backup_host):
