@@ -331,29 +331,32 @@ class Backup(Strict):
 
 
 class Job(Strict):
-    """The ML job's model and hyperparameters (passed to ``charlm train``)."""
+    """The ML job's model and hyperparameters, passed to ``charlm train``.
+
+    Unset (null) hyperparameters keep charlm's tuned per-model defaults (see ml/README.md).
+    """
 
     model: Literal["bigram", "nbigram", "mlp", "transformer"] = "transformer"
     names_file: str = Field(default="names.txt", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$",
                             description="file name inside data_dir")
     steps: int | None = Field(default=None, ge=1)
-    time_budget: int | None = Field(default=180, ge=1, description="seconds")
-    batch_size: int = Field(default=64, ge=1, le=65536)
-    lr: float = Field(default=3e-3, gt=0, le=10)
-    optimizer: Literal["sgd", "momentum", "adamw"] = "adamw"
-    weight_decay: float = Field(default=0.01, ge=0, le=1)
-    dropout: float = Field(default=0.0, ge=0, lt=1)
-    warmup: int = Field(default=100, ge=0)
-    grad_clip: float = Field(default=1.0, ge=0)
-    n_embd: int = Field(default=64, ge=1, le=8192)
-    n_layer: int = Field(default=4, ge=1, le=128)
-    n_head: int = Field(default=4, ge=1, le=128)
+    time_budget: int | None = Field(default=None, ge=1, description="seconds")
+    batch_size: int | None = Field(default=None, ge=1, le=65536)
+    lr: float | None = Field(default=None, gt=0, le=10)
+    optimizer: Literal["sgd", "momentum", "adamw"] | None = None
+    weight_decay: float | None = Field(default=None, ge=0, le=1)
+    dropout: float | None = Field(default=None, ge=0, lt=1)
+    warmup: int | None = Field(default=None, ge=0)
+    grad_clip: float | None = Field(default=None, ge=0)
+    n_embd: int | None = Field(default=None, ge=1, le=8192)
+    n_layer: int | None = Field(default=None, ge=1, le=128)
+    n_head: int | None = Field(default=None, ge=1, le=128)
     seed: int = Field(default=3407, ge=0)
     threads: int | None = Field(default=None, ge=1, le=1024)
 
     @model_validator(mode="after")
     def _heads_divide(self) -> Job:
-        if self.model == "transformer" and self.n_embd % self.n_head:
+        if self.model == "transformer" and self.n_embd and self.n_head and self.n_embd % self.n_head:
             raise ValueError(f"n_embd {self.n_embd} is not divisible by n_head {self.n_head}; "
                              "pick n_head that divides n_embd (e.g. n_embd: 64, n_head: 4)")
         return self
@@ -362,20 +365,12 @@ class Job(Strict):
     @property
     def train_args(self) -> list[str]:
         """``charlm train`` arguments (without --data/--out), one list item per token."""
-        args = ["--model", self.model]
-        if self.steps is not None:
-            args += ["--steps", str(self.steps)]
-        if self.time_budget is not None:
-            args += ["--time-budget", str(self.time_budget)]
-        args += ["--batch-size", str(self.batch_size), "--lr", repr(self.lr), "--optimizer", self.optimizer,
-                 "--weight-decay", repr(self.weight_decay), "--dropout", repr(self.dropout),
-                 "--warmup", str(self.warmup), "--grad-clip", repr(self.grad_clip), "--seed", str(self.seed)]
-        if self.model in ("mlp", "transformer"):
-            args += ["--n-embd", str(self.n_embd)]
-        if self.model == "transformer":
-            args += ["--n-layer", str(self.n_layer), "--n-head", str(self.n_head)]
-        if self.threads is not None:
-            args += ["--threads", str(self.threads)]
+        args = ["--model", self.model, "--seed", str(self.seed)]
+        for name in ("steps", "time_budget", "batch_size", "lr", "optimizer", "weight_decay", "dropout", "warmup",
+                     "grad_clip", "n_embd", "n_layer", "n_head", "threads"):
+            value = getattr(self, name)
+            if value is not None:
+                args += ["--" + name.replace("_", "-"), repr(value) if isinstance(value, float) else str(value)]
         return args
 
 

@@ -12,4 +12,4 @@ exec "$runtime" run --containall --cleanenv --nv \
     -B /backup/ml/checkpoints:/checkpoints \
     "${CHARLM_SIF:-charlm.sif}" \
     train --data /data/names.txt --out /checkpoints/mlp \
-    --model mlp --steps 20000 --batch-size 64 --lr 0.01 --optimizer adamw --weight-decay 0.01 --dropout 0.0 --warmup 100 --grad-clip 1.0 --seed 3407 --n-embd 64 "$@"
+    --model mlp --seed 3407 --steps 20000 --lr 0.01 "$@"

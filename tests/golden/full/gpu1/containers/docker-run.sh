@@ -14,4 +14,4 @@ exec docker run --rm --init \
     --mount type=bind,source=/backup/ml/checkpoints,target=/checkpoints \
     registry.lab/charlm:1.0 \
     train --data /data/names.txt --out /checkpoints/mlp \
-    --model mlp --steps 20000 --batch-size 64 --lr 0.01 --optimizer adamw --weight-decay 0.01 --dropout 0.0 --warmup 100 --grad-clip 1.0 --seed 3407 --n-embd 64 "$@"
+    --model mlp --seed 3407 --steps 20000 --lr 0.01 "$@"

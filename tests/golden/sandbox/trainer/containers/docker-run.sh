@@ -14,4 +14,4 @@ exec docker run --rm --init \
     --mount type=bind,source=/var/lib/opsctl-sandbox/ml/checkpoints,target=/checkpoints \
     opsctl/charlm:latest \
     train --data /data/names.txt --out /checkpoints/transformer \
-    --model transformer --time-budget 60 --batch-size 64 --lr 0.003 --optimizer adamw --weight-decay 0.01 --dropout 0.0 --warmup 100 --grad-clip 1.0 --seed 3407 --n-embd 64 --n-layer 4 --n-head 4 "$@"
+    --model transformer --seed 3407 --time-budget 60 "$@"

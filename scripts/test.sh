@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# The test command (README, CI): installs what it needs, lints, then runs every test:
+# spec/render with the real config readers, the ML core, the Docker sandbox containers, the
+# Ansible roles twice (second run: zero changes) and the qemu OpenZFS VM end to end.
+# Pass pytest arguments to narrow it, e.g. `bash scripts/test.sh tests/spec`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/install.sh
+export PATH="$PWD/.venv/bin:$PATH"
+
+echo "== lint"
+ruff check .
+yamllint -s .
+ansible-lint -q --profile production roles playbooks
+
+echo "== tests"
+exec pytest "$@"
