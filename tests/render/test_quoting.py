@@ -89,7 +89,8 @@ def test_user_names_render_safely_or_are_refused(name):
 @settings(max_examples=150, deadline=None)
 @given(nasty)
 def test_data_dir_paths_are_safe_or_refused(path):
-    text = BASE.replace("data_dir: /srv/ml/data", "data_dir: " + _yaml_str("/" + path))
+    assert "data_dir: /var/lib/opsctl-sandbox/ml/data" in BASE
+    text = BASE.replace("data_dir: /var/lib/opsctl-sandbox/ml/data", "data_dir: " + _yaml_str("/" + path))
     try:
         site = parse(text).site
     except SpecError:
