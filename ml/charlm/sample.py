@@ -33,7 +33,7 @@ def sample_names(
         max_len = min(max_len, block - 1)  # '.' + name must fit the position embeddings
     seqs = torch.zeros(n, 1, dtype=torch.long)
     done = torch.zeros(n, dtype=torch.bool)
-    for _ in range(max_len + 1):
+    for _ in range(max_len):
         if block is not None:
             inp = seqs[:, -block:]
             logits = model(inp.to(device))[:, -1, :]

@@ -1,0 +1,215 @@
+"""Training jobs end to end: learning, outputs, determinism, resume, SIGTERM."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import struct
+import time
+import zlib
+
+import pytest
+import torch
+
+from charlm import checkpoint
+from charlm.metrics import read_jsonl
+from charlm.train import TrainConfig, train
+
+SMALL_MLP = dict(context=4, n_embd=8, n_hidden=64, n_layer=1)
+SMALL_TF = dict(n_embd=32, n_layer=2, n_head=2)
+COMPARED = ("step", "train_loss", "test_loss", "val_loss", "lr")
+
+
+def curve(out) -> list[tuple]:
+    return [tuple(r.get(k) for k in COMPARED) for r in read_jsonl(os.path.join(out, "metrics.jsonl"))]
+
+
+def png_size(path) -> tuple[int, int]:
+    data = open(path, "rb").read()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    w, h = struct.unpack(">II", data[16:24])
+    # the image data must inflate to exactly one filter byte + RGB per row
+    idat, pos = b"", 8
+    while pos < len(data):
+        (n,) = struct.unpack(">I", data[pos : pos + 4])
+        kind = data[pos + 4 : pos + 8]
+        if kind == b"IDAT":
+            idat += data[pos + 8 : pos + 8 + n]
+        pos += 12 + n
+    assert len(zlib.decompress(idat)) == h * (1 + 3 * w)
+    return w, h
+
+
+def test_mlp_beats_bigram_floor_on_names(names_path, tmp_path):
+    """A short MLP run on the real data beats the exact bigram floor of 2.4497 nats."""
+    out = tmp_path / "mlp"
+    rep = train(
+        TrainConfig(
+            data=names_path,
+            model="mlp",
+            out=str(out),
+            time_budget=20,
+            eval_every=400,
+            quiet=True,
+            context=5,
+            n_embd=16,
+            n_hidden=128,
+            n_layer=1,
+            batch_size=256,
+        )
+    )
+    assert rep["status"] == "completed"
+    assert rep["test_loss"]["nats"] < 2.40, rep["test_loss"]
+    recs = read_jsonl(out / "metrics.jsonl")
+    assert recs[0]["step"] == 0 and recs[-1]["step"] == rep["steps"]
+    assert recs[-1]["test_loss"] < recs[0]["test_loss"] - 0.8
+    for key in ("step", "train_loss", "test_loss", "tokens_per_s", "lr"):
+        assert key in recs[-1]
+    assert rep["tokens_per_s"] > 0 and rep["wall_time_s"] >= rep["train_time_s"] > 15
+    assert rep["device"] == "cpu" and rep["threads"] >= 1
+    for key in ("metrics", "plot", "samples", "report", "checkpoint_last", "checkpoint_best"):
+        assert os.path.exists(rep["paths"][key]), key
+    assert png_size(out / "loss.png") == (720, 440)
+    samples = (out / "samples.txt").read_text().splitlines()
+    assert len(samples) == 20 and all(set(s) <= set("abcdefghijklmnopqrstuvwxyz") for s in samples)
+
+
+def test_transformer_learns_small_data(tiny_names, tmp_path):
+    rep = train(
+        TrainConfig(
+            data=tiny_names,
+            model="transformer",
+            out=str(tmp_path / "t"),
+            steps=300,
+            eval_every=100,
+            batch_size=32,
+            quiet=True,
+            **SMALL_TF,
+        )
+    )
+    recs = read_jsonl(tmp_path / "t" / "metrics.jsonl")
+    assert [r["step"] for r in recs] == [0, 100, 200, 300]
+    assert recs[-1]["test_loss"] < recs[0]["test_loss"] - 1.0
+    assert rep["model_config"]["block_size"] == max(len(w) for w in open(tiny_names).read().split()) + 1
+
+
+@pytest.mark.parametrize(
+    "model,kw",
+    [
+        ("mlp", dict(SMALL_MLP, dropout=0.1, batchnorm=True, optimizer="momentum")),
+        ("transformer", dict(SMALL_TF, dropout=0.1, batch_size=16)),
+        ("nbigram", dict(batch_size=256)),
+    ],
+)
+def test_same_seed_same_curve(tiny_names, tmp_path, model, kw):
+    def run(name, seed):
+        cfg = TrainConfig(
+            data=tiny_names,
+            model=model,
+            out=str(tmp_path / name),
+            steps=120,
+            eval_every=40,
+            seed=seed,
+            quiet=True,
+            val_size=100,
+            **kw,
+        )
+        train(cfg)
+        return curve(tmp_path / name)
+
+    a, b, c = run("a", 1), run("b", 1), run("c", 2)
+    assert a == b
+    assert a != c
+    assert len(a) == 4 and all(r[3] is not None for r in a)  # val loss logged
+
+
+def test_lr_schedule_warmup_and_cosine(tmp_path, tiny_names):
+    from charlm.train import lr_at
+
+    cfg = TrainConfig(data=tiny_names, model="mlp", out=str(tmp_path), lr=1e-2, warmup=10, min_lr_ratio=0.1)
+    lrs = [lr_at(cfg, s, 0.0, 110) for s in range(111)]
+    assert lrs[0] == pytest.approx(1e-3) and lrs[9] == pytest.approx(1e-2)
+    assert lrs[10] == pytest.approx(1e-2) and lrs[60] == pytest.approx(0.55e-2)
+    assert lrs[110] == pytest.approx(1e-3)
+    assert all(x >= y for x, y in zip(lrs[10:], lrs[11:], strict=False))
+    tb = TrainConfig(data=tiny_names, model="mlp", out=str(tmp_path), lr=1e-2, warmup=0, time_budget=100)
+    assert lr_at(tb, 5000, 50.0, None) == pytest.approx(0.5e-2) and lr_at(tb, 1, 100.0, None) == 0.0
+
+
+def _wait_for_step(path, step, proc, timeout=120):
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        if proc.poll() is not None:
+            raise AssertionError(f"training exited early: {proc.communicate()[1]}")
+        if os.path.exists(path):
+            recs = read_jsonl(path)
+            if recs and recs[-1]["step"] >= step:
+                return
+        time.sleep(0.05)
+    raise AssertionError("training did not reach the step in time")
+
+
+@pytest.mark.parametrize(
+    "model,kw",
+    [
+        ("mlp", dict(SMALL_MLP, dropout=0.1, batch_size=64)),
+        ("transformer", dict(SMALL_TF, dropout=0.1, batch_size=8)),
+    ],
+)
+def test_sigterm_then_resume_is_bit_for_bit(tiny_names, tmp_path, popen_charlm, model, kw):
+    """SIGTERM mid-run: exit 0 within seconds, loadable checkpoint; --resume then reproduces the
+    uninterrupted run's metrics exactly (losses and LR at every logged step) and its weights."""
+    steps = 600 if model == "mlp" else 400
+    base = dict(data=tiny_names, model=model, steps=steps, eval_every=50, seed=7, val_size=100, quiet=True, **kw)
+    full = tmp_path / "full"
+    train(TrainConfig(out=str(full), threads=1, **base))
+
+    part = tmp_path / "part"
+    args = ["train", "--out", part, "--threads", 1]
+    for k, v in base.items():
+        if k != "quiet":
+            args += [f"--{k.replace('_', '-')}", v]
+    proc = popen_charlm(*args)
+    _wait_for_step(part / "metrics.jsonl", 100, proc)
+    t0 = time.time()
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert time.time() - t0 < 15
+    assert "received SIGTERM" in err and "Traceback" not in err
+    ck = checkpoint.load(str(part / "ckpt_last.pt"))
+    assert 100 <= ck["step"] < steps, "stopped too late to test resuming"
+    rep = json.loads((part / "report.json").read_text())
+    assert rep["status"] == "interrupted" and rep["steps"] == ck["step"] and rep["signal"] == "SIGTERM"
+
+    rep = train(TrainConfig(out=str(part), threads=1, resume=True, **base))
+    assert rep["status"] == "completed" and rep["steps"] == steps
+    assert curve(part) == curve(full)
+    a = torch.load(full / "ckpt_last.pt", weights_only=False)["model_state"]
+    b = torch.load(part / "ckpt_last.pt", weights_only=False)["model_state"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_resume_without_checkpoint_starts_fresh_and_completed_run_is_noop(tiny_names, tmp_path):
+    out = str(tmp_path / "r")
+    cfg = TrainConfig(data=tiny_names, model="nbigram", out=out, steps=30, eval_every=10, resume=True, quiet=True)
+    rep1 = train(cfg)
+    rep2 = train(cfg)  # resuming a finished run trains no further
+    assert rep1["steps"] == rep2["steps"] == 30
+    assert [r[0] for r in curve(out)] == [0, 10, 20, 30]
+
+
+def test_checkpoint_is_atomic(tmp_path, monkeypatch):
+    path = tmp_path / "c.pt"
+    checkpoint.atomic_save({"model_kind": "x", "model_state": {}, "v": 1}, str(path))
+
+    def boom(*a, **k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", boom)
+    with pytest.raises(OSError):
+        checkpoint.atomic_save({"model_kind": "x", "model_state": {}, "v": 2}, str(path))
+    monkeypatch.undo()
+    assert checkpoint.load(str(path))["v"] == 1  # the old checkpoint is intact
+    assert [p.name for p in tmp_path.iterdir()] == ["c.pt"]  # no temp file left behind
