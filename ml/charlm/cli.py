@@ -22,9 +22,7 @@ def _positive_int(s: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="charlm", description="character-level language models over a list of names"
-    )
+    p = argparse.ArgumentParser(prog="charlm", description="character-level language models over a list of names")
     sub = p.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("train", help="train a model", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -37,13 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g = t.add_argument_group("length of the run (default: the model's default number of steps)")
     g.add_argument("--steps", type=int, help="optimizer steps")
-    g.add_argument(
-        "--time-budget", type=float, help="seconds of training; the LR schedule decays to this budget"
-    )
+    g.add_argument("--time-budget", type=float, help="seconds of training; the LR schedule decays to this budget")
     o = t.add_argument_group("optimisation (unset = the model's default, see README)")
-    o.add_argument(
-        "--batch-size", type=int, help="rows per step (mlp/nbigram) or mean names per step (transformer)"
-    )
+    o.add_argument("--batch-size", type=int, help="rows per step (mlp/nbigram) or mean names per step (transformer)")
     o.add_argument("--lr", type=float, help="peak learning rate")
     o.add_argument("--min-lr-ratio", type=float, default=0.0, help="cosine decays to lr * this")
     o.add_argument("--optimizer", choices=["sgd", "momentum", "adamw"])
@@ -62,14 +56,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     m.add_argument("--context", type=_positive_int, help="context window in characters (mlp)")
     m.add_argument("--activation", choices=["tanh", "gelu"], help="hidden nonlinearity (mlp)")
-    m.add_argument(
-        "--batchnorm", action="store_true", default=None, help="BatchNorm after each hidden Linear (mlp)"
-    )
+    m.add_argument("--batchnorm", action="store_true", default=None, help="BatchNorm after each hidden Linear (mlp)")
     m.add_argument("--smoothing", type=float, help="add-k smoothing (bigram)")
     d = t.add_argument_group("data")
-    d.add_argument(
-        "--max-len", type=_positive_int, default=64, help="skip (and count) names longer than this"
-    )
+    d.add_argument("--max-len", type=_positive_int, default=64, help="skip (and count) names longer than this")
     d.add_argument(
         "--val-size",
         type=int,
@@ -80,13 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
     j.add_argument("--seed", type=int, default=3407)
     j.add_argument("--resume", action="store_true", help="continue from OUT/ckpt_last.pt if it exists")
     j.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    j.add_argument(
-        "--threads", type=_positive_int, help="torch CPU threads per process (default: 1 on <=4 cores)"
-    )
+    j.add_argument("--threads", type=_positive_int, help="torch CPU threads per process (default: 1 on <=4 cores)")
     j.add_argument("--compile", action="store_true", help="torch.compile the model")
-    j.add_argument(
-        "--eval-every", type=_positive_int, default=500, help="evaluate, log and checkpoint every N steps"
-    )
+    j.add_argument("--eval-every", type=_positive_int, default=500, help="evaluate, log and checkpoint every N steps")
     j.add_argument("--num-samples", type=int, default=20, help="names written to samples.txt")
     j.add_argument("--no-notify", action="store_true", help="do not send the webhook/Telegram notification")
     j.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
@@ -207,9 +193,7 @@ def cmd_sample(args) -> int:
     if args.temperature <= 0:
         raise CharlmError("--temperature must be > 0")
     model, vocab, _ = _load_model(args.checkpoint)
-    names = sample_names(
-        model, vocab, args.num, temperature=args.temperature, top_k=args.top_k, seed=args.seed
-    )
+    names = sample_names(model, vocab, args.num, temperature=args.temperature, top_k=args.top_k, seed=args.seed)
     if args.json:
         print(json.dumps({"samples": names}))
     else:
@@ -233,8 +217,7 @@ def cmd_eval(args) -> int:
         )
     if result["skipped_longer_than_model_context"]:
         print(
-            f"charlm: skipped {result['skipped_longer_than_model_context']} names "
-            "longer than the model's context",
+            f"charlm: skipped {result['skipped_longer_than_model_context']} names longer than the model's context",
             file=sys.stderr,
         )
     if args.json:

@@ -66,8 +66,7 @@ class LoadStats:
             parts.append(f"skipped {self.blank} blank")
         if self.too_long:
             parts.append(
-                f"skipped {self.too_long} longer than --max-len {self.max_len}"
-                f" (longest {self.longest_skipped} chars)"
+                f"skipped {self.too_long} longer than --max-len {self.max_len} (longest {self.longest_skipped} chars)"
             )
         if self.reserved_char:
             parts.append(f"skipped {self.reserved_char} containing the reserved start/stop char '{START}'")
@@ -186,9 +185,7 @@ def split_names(names: list[str], val_size: int = 0, seed: int = MAKEMORE_SPLIT_
     val = []
     if val_size:
         if val_size < 0 or val_size >= len(train):
-            raise DataError(
-                f"--val-size {val_size} must be in [0, {len(train) - 1}] for {len(train)} train names"
-            )
+            raise DataError(f"--val-size {val_size} must be in [0, {len(train) - 1}] for {len(train)} train names")
         val = train[-val_size:]
         train = train[:-val_size]
     return Split(train=train, test=test, val=val)

@@ -60,9 +60,7 @@ def sync_gradients(params, extra: torch.Tensor, info: DistInfo) -> torch.Tensor:
     if not info.enabled:
         return extra
     grads = [p.grad for p in params if p.grad is not None]
-    flat = torch.cat(
-        [g.reshape(-1) for g in grads] + [extra.reshape(-1).to(grads[0].dtype if grads else extra.dtype)]
-    )
+    flat = torch.cat([g.reshape(-1) for g in grads] + [extra.reshape(-1).to(grads[0].dtype if grads else extra.dtype)])
     dist.all_reduce(flat, op=dist.ReduceOp.SUM)
     offset = 0
     for g in grads:

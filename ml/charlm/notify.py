@@ -98,9 +98,7 @@ def notify(text: str, fields: dict | None = None, env=None, timeout: float = 10.
             else:
                 base = env.get("TELEGRAM_API_BASE", DEFAULT_TELEGRAM_API).rstrip("/")
                 url = f"{base}/bot{env['TELEGRAM_BOT_TOKEN']}/sendMessage"
-                _post_json(
-                    url, {"chat_id": env["TELEGRAM_CHAT_ID"], "text": format_message(text, fields)}, timeout
-                )
+                _post_json(url, {"chat_id": env["TELEGRAM_CHAT_ID"], "text": format_message(text, fields)}, timeout)
             results[channel] = "ok"
         except urllib.error.HTTPError as e:
             results[channel] = redact(f"HTTP {e.code} {e.reason}", env)
@@ -131,8 +129,7 @@ def main(argv=None) -> int:
     fields = dict(f.split("=", 1) for f in args.field if "=" in f)
     if not configured_channels():
         print(
-            "charlm.notify: no channel configured "
-            "(set CHARLM_WEBHOOK_URL or TELEGRAM_BOT_TOKEN + TELEGRAM_CHAT_ID)",
+            "charlm.notify: no channel configured (set CHARLM_WEBHOOK_URL or TELEGRAM_BOT_TOKEN + TELEGRAM_CHAT_ID)",
             file=sys.stderr,
         )
         return 2

@@ -34,12 +34,8 @@ from charlm.sample import sample_names
 # names per step on average (the token budget is batch_size * mean tokens per name).
 TRAIN_DEFAULTS = {
     "bigram": dict(steps=0),
-    "nbigram": dict(
-        steps=1000, batch_size=8192, optimizer="sgd", lr=50.0, weight_decay=0.0, warmup=0, grad_clip=0.0
-    ),
-    "mlp": dict(
-        steps=20000, batch_size=512, optimizer="adamw", lr=3e-3, weight_decay=0.01, warmup=200, grad_clip=1.0
-    ),
+    "nbigram": dict(steps=1000, batch_size=8192, optimizer="sgd", lr=50.0, weight_decay=0.0, warmup=0, grad_clip=0.0),
+    "mlp": dict(steps=20000, batch_size=512, optimizer="adamw", lr=3e-3, weight_decay=0.01, warmup=200, grad_clip=1.0),
     "transformer": dict(
         steps=10000, batch_size=128, optimizer="adamw", lr=2e-3, weight_decay=0.01, warmup=200, grad_clip=1.0
     ),
@@ -164,9 +160,9 @@ def lr_at(cfg: TrainConfig, step: int, elapsed: float, total_steps: int | None) 
     warmup = cfg.resolved("warmup") or 0
     if step < warmup:
         return base * (step + 1) / warmup
-    if cfg.time_budget:
+    if cfg.time_budget:  # noqa: SIM108 -- fraction of the time budget used so far
         progress = elapsed / cfg.time_budget
-    else:
+    else:  # fraction of the post-warmup steps done
         progress = (step - warmup) / max(1, total_steps - warmup)
     progress = min(max(progress, 0.0), 1.0)
     floor = base * cfg.min_lr_ratio
@@ -207,8 +203,14 @@ def _model_kwargs(cfg: TrainConfig, names: list[str], say) -> dict:
         v = getattr(cfg, key)
         if v is not None:
             kwargs[key] = v
+    longest = max(len(w) for w in names)
     if cfg.model == "transformer" and "block_size" not in kwargs:
-        kwargs["block_size"] = max(len(w) for w in names) + 1  # makemore: max_word_length + 1
+        kwargs["block_size"] = longest + 1  # makemore: max_word_length + 1
+    elif cfg.model == "transformer" and kwargs["block_size"] < longest + 1:
+        raise CharlmError(
+            f"--block-size {kwargs['block_size']} is too small for the longest name ({longest} chars) in "
+            f"{cfg.data}: use --block-size {longest + 1} or skip long names with --max-len {kwargs['block_size'] - 1}"
+        )
     ignored = [
         k
         for k in (
@@ -296,9 +298,7 @@ def _run(cfg, device, info, threads, say, stop, t_job) -> dict:
     if cfg.resume and os.path.exists(paths["checkpoint_last"]):
         ckpt = checkpoint.load(paths["checkpoint_last"])
         if ckpt["model_kind"] != cfg.model:
-            raise CharlmError(
-                f"--resume: checkpoint in {out} is a {ckpt['model_kind']} model, not {cfg.model}"
-            )
+            raise CharlmError(f"--resume: checkpoint in {out} is a {ckpt['model_kind']} model, not {cfg.model}")
         if ckpt["vocab"] != vocab.to_list():
             raise CharlmError(f"--resume: the vocabulary of {cfg.data} differs from the checkpoint's")
         model_kwargs = ckpt["model_config"]
@@ -325,9 +325,7 @@ def _run(cfg, device, info, threads, say, stop, t_job) -> dict:
         f"test {len(split.test)} | device {device} | threads {threads}"
         + (f" | world {info.world_size}" if info.enabled else "")
     )
-    autocast = (
-        torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
-    )
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
     metrics = MetricsLog(paths["metrics"], enabled=info.is_main)
 
     base_record = {
@@ -418,9 +416,7 @@ def _run(cfg, device, info, threads, say, stop, t_job) -> dict:
         rec = {"step": step, "train_loss": train_loss, "test_loss": test_loss}
         if val_ds is not None:
             rec["val_loss"] = val_loss
-        rec.update(
-            {"lr": lr, "tokens_per_s": interval_tps, "tokens": tokens_total, "elapsed": round(elapsed, 3)}
-        )
+        rec.update({"lr": lr, "tokens_per_s": interval_tps, "tokens": tokens_total, "elapsed": round(elapsed, 3)})
         metrics.write(rec)
         sel = val_loss if val_ds is not None else test_loss
         is_best = bool(info.is_main and sel is not None and sel < best)
@@ -434,10 +430,7 @@ def _run(cfg, device, info, threads, say, stop, t_job) -> dict:
         tps = "" if interval_tps is None else f" | {interval_tps:,.0f} tok/s"
         total = f"/{total_steps}" if total_steps else ""
         if info.is_main:
-            say(
-                f"step {step}{total} | train {tl}{vl} | test {test_loss:.4f} | lr {lr:.3g}{tps} "
-                f"| {elapsed:.1f}s"
-            )
+            say(f"step {step}{total} | train {tl}{vl} | test {test_loss:.4f} | lr {lr:.3g}{tps} | {elapsed:.1f}s")
 
     t_loop = time.perf_counter() - elapsed  # elapsed counts from here, continuing a resumed run
     lr = lr_at(cfg, step, elapsed, total_steps)
@@ -446,6 +439,7 @@ def _run(cfg, device, info, threads, say, stop, t_job) -> dict:
     status = "completed"
     interval_tokens, interval_time = 0, 0.0
     ctl = torch.zeros(2)  # [stop requested by any rank, elapsed seconds on rank 0]
+    local_tokens, last_local_loss = 0, float("nan")
     model.train()
     while True:
         if total_steps is not None and step >= total_steps:
@@ -465,6 +459,7 @@ def _run(cfg, device, info, threads, say, stop, t_job) -> dict:
         with autocast:
             logits = fwd(x)
         lsum = loss_sum(logits, y)
+        local_tokens += n_local
         if info.enabled:
             lsum.backward()
             now = time.perf_counter() - t_loop
@@ -483,6 +478,7 @@ def _run(cfg, device, info, threads, say, stop, t_job) -> dict:
             n_global = n_local
             (lsum / n_global).backward()
             step_loss_sum = lsum.item()
+        last_local_loss = lsum.item() / max(1, n_local)
         if grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(params, grad_clip)
         optimizer.step()
@@ -508,6 +504,13 @@ def _run(cfg, device, info, threads, say, stop, t_job) -> dict:
     else:
         save(False)  # preempted: checkpoint only, so a resumed run logs exactly like an uninterrupted one
     metrics.close()
+    if info.enabled:  # every rank reports its own share (only rank 0 writes files)
+        print(
+            f"charlm: rank {info.rank}/{info.world_size}: trained {step} steps, "
+            f"{local_tokens:,} local tokens, last local batch loss {last_local_loss:.4f}",
+            file=sys.stderr,
+            flush=True,
+        )
     if not info.is_main:
         distributed.barrier(info)
         return {}
@@ -535,9 +538,7 @@ def _run(cfg, device, info, threads, say, stop, t_job) -> dict:
     return report
 
 
-def _finish_count_model(
-    cfg, model, vocab, train_ds, test_ds, val_ds, paths, metrics, base_record, info, say, t_job
-):
+def _finish_count_model(cfg, model, vocab, train_ds, test_ds, val_ds, paths, metrics, base_record, info, say, t_job):
     t0 = time.perf_counter()
     model.fit(train_ds.X, train_ds.Y)
     fit_time = time.perf_counter() - t0
@@ -570,10 +571,7 @@ def _finish_count_model(
         }
         checkpoint.atomic_save(state, paths["checkpoint_last"])
         checkpoint.atomic_save(state, paths["checkpoint_best"])
-        say(
-            f"charlm: count bigram (add-{model.smoothing:g}) | train {train_loss:.4f} "
-            f"| test {test_loss:.4f} nats"
-        )
+        say(f"charlm: count bigram (add-{model.smoothing:g}) | train {train_loss:.4f} | test {test_loss:.4f} nats")
     if not info.is_main:
         return {}
     return _write_outputs(

@@ -7,7 +7,6 @@ import math
 
 import pytest
 import torch
-
 from charlm.data import PairDataset, SeqBuckets, Vocab, read_names, split_names
 from charlm.evaluate import mean_loss
 from charlm.models import build_model, count_params

@@ -8,10 +8,10 @@ import signal
 import struct
 import time
 import zlib
+from pathlib import Path
 
 import pytest
 import torch
-
 from charlm import checkpoint
 from charlm.metrics import read_jsonl
 from charlm.train import TrainConfig, train
@@ -26,7 +26,8 @@ def curve(out) -> list[tuple]:
 
 
 def png_size(path) -> tuple[int, int]:
-    data = open(path, "rb").read()
+    with open(path, "rb") as f:
+        data = f.read()
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
     w, h = struct.unpack(">II", data[16:24])
     # the image data must inflate to exactly one filter byte + RGB per row
@@ -91,7 +92,7 @@ def test_transformer_learns_small_data(tiny_names, tmp_path):
     recs = read_jsonl(tmp_path / "t" / "metrics.jsonl")
     assert [r["step"] for r in recs] == [0, 100, 200, 300]
     assert recs[-1]["test_loss"] < recs[0]["test_loss"] - 1.0
-    assert rep["model_config"]["block_size"] == max(len(w) for w in open(tiny_names).read().split()) + 1
+    assert rep["model_config"]["block_size"] == max(len(w) for w in Path(tiny_names).read_text().split()) + 1
 
 
 @pytest.mark.parametrize(

@@ -31,9 +31,7 @@ class CausalSelfAttention(nn.Module):
         q = q.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
         k = k.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
         v = v.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
-        y = F.scaled_dot_product_attention(
-            q, k, v, is_causal=True, dropout_p=self.dropout if self.training else 0.0
-        )
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=self.dropout if self.training else 0.0)
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # re-assemble the heads
         return self.resid_dropout(self.c_proj(y))
 
@@ -74,9 +72,7 @@ class Transformer(nn.Module):
         self.vocab_size = vocab_size
         self.block_size = block_size
         self.context = block_size
-        self._config = dict(
-            block_size=block_size, n_embd=n_embd, n_layer=n_layer, n_head=n_head, dropout=dropout
-        )
+        self._config = dict(block_size=block_size, n_embd=n_embd, n_layer=n_layer, n_head=n_head, dropout=dropout)
         self.wte = nn.Embedding(vocab_size, n_embd)
         self.wpe = nn.Embedding(block_size, n_embd)
         self.drop = nn.Dropout(dropout)
