@@ -175,6 +175,15 @@ NOFILE_SHIM_DROPIN = (
     f"[Service]\nEnvironment=LD_PRELOAD={NOFILE_SHIM_PATH}\n",
 )
 
+#: Without /etc/slurm/slurm.conf, trixie's slurmd falls back to "configless" DNS SRV lookups and
+#: retries until its start timeout (~90 s boot, then failed).  In the sandbox it is skipped until
+#: a config exists, like slurmctld already is; remove this drop-in for a configless slurmd.
+SLURMD_WAIT_FOR_CONF = (
+    "/etc/systemd/system/slurmd.service.d/50-opsctl-sandbox-conf.conf",
+    "# opsctl sandbox image: start slurmd only once slurm.conf is deployed\n"
+    "[Unit]\nConditionPathExists=/etc/slurm/slurm.conf\n",
+)
+
 
 @dataclasses.dataclass(frozen=True)
 class ImageSpec:
@@ -211,7 +220,11 @@ KINDS: dict[str, ImageSpec] = {
         nofile_shim=True,
     ),
     "trainer": ImageSpec(kind="trainer", packages=("python3-venv",)),
-    "slurm": ImageSpec(kind="slurm", packages=("slurmctld", "slurmd", "slurm-client", "munge")),
+    "slurm": ImageSpec(
+        kind="slurm",
+        packages=("slurmctld", "slurmd", "slurm-client", "munge"),
+        files=(SLURMD_WAIT_FOR_CONF,),
+    ),
 }
 
 
