@@ -45,6 +45,7 @@ SUITE = "trixie"
 COMPONENTS = ("main", "contrib")
 IMAGE_REPO = "opsctl/sandbox-{kind}"
 LABEL = "opsctl.sandbox"
+DEBIAN_KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
 
 #: Installed by debootstrap itself (minbase + these); everything else goes through apt.
 BOOTSTRAP_INCLUDE = ("ca-certificates", "systemd", "systemd-sysv", "dbus")
@@ -238,12 +239,16 @@ def _spec(kind: str) -> ImageSpec:
 
 
 def _mirror_override() -> str | None:
-    """``$OPSCTL_DEBIAN_MIRROR`` if set; otherwise debootstrap's default Debian mirror is used."""
+    """``$OPSCTL_DEBIAN_MIRROR`` if set; otherwise debootstrap's default Debian mirror is used.
+
+    With an override, trixie-security is only configured if ``$OPSCTL_DEBIAN_SECURITY_MIRROR``
+    is also set (a local mirror often has no security archive).
+    """
     return os.environ.get("OPSCTL_DEBIAN_MIRROR") or None
 
 
 def _inputs(spec: ImageSpec) -> dict:
-    return {
+    inputs = {
         "recipe": RECIPE_VERSION,
         "suite": SUITE,
         "components": list(COMPONENTS),
@@ -256,6 +261,9 @@ def _inputs(spec: ImageSpec) -> dict:
         "mirror": _mirror_override(),
         "nofile_shim": NOFILE_SHIM_SOURCE if spec.nofile_shim else None,
     }
+    if os.environ.get("OPSCTL_DEBIAN_SECURITY_MIRROR"):
+        inputs["security_mirror"] = os.environ["OPSCTL_DEBIAN_SECURITY_MIRROR"]
+    return inputs
 
 
 def image_inputs_hash(kind: str) -> str:
@@ -370,7 +378,10 @@ def _sources_from_debootstrap(root: Path) -> str:
             "debootstrap wrote no apt source; cannot tell which Debian mirror it used",
             "set OPSCTL_DEBIAN_MIRROR to a Debian mirror URL",
         )
-    security = uri.rsplit("/", 1)[0] + "/debian-security" if uri.endswith("/debian") else None
+    security = os.environ.get("OPSCTL_DEBIAN_SECURITY_MIRROR") or None
+    if security is None and not _mirror_override() and uri.endswith("/debian"):
+        # debootstrap's default mirror also serves the security archive next to /debian
+        security = uri[: -len("/debian")] + "/debian-security"
     text = (
         f"Types: deb\nURIs: {uri}\nSuites: {SUITE} {SUITE}-updates\nComponents: {' '.join(COMPONENTS)}\n"
         "Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg\n"
@@ -389,12 +400,14 @@ def _build_rootfs(spec: ImageSpec, root: Path, debs: Path, progress: Progress | 
     for tool, pkg in (("debootstrap", "debootstrap"), ("chroot", "coreutils")):
         if not shutil.which(tool):
             apt_install([pkg], progress=progress)
+    if not Path(DEBIAN_KEYRING).is_file():
+        apt_install(["debian-archive-keyring"], progress=progress)
     mirror = _mirror_override()
     _run(
         [
             "debootstrap", "--variant=minbase", f"--components={','.join(COMPONENTS)}",
             f"--include={','.join(BOOTSTRAP_INCLUDE)}", f"--cache-dir={debs}",
-            "--keyring=/usr/share/keyrings/debian-archive-keyring.gpg",
+            f"--keyring={DEBIAN_KEYRING}",
             SUITE, str(root), *([mirror] if mirror else []),
         ],
         progress, what="debootstrap",
