@@ -22,12 +22,18 @@ class Connection:
     #: argv prefix that runs one shell command string on the host with our stdin attached
     shell: list[str] = field(default_factory=lambda: ["sh", "-c"])
 
-    def run_stdin(self, command: str, data: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    def run_stdin(self, command: str, data: str | bytes, timeout: float = 60) -> subprocess.CompletedProcess:
         """Run ``command`` on the host feeding ``data`` on stdin: secrets go this way, never in argv."""
         if self.shell[0] == "ssh" and self.shell[-1] == "-c":  # ssh ... sudo sh -c: the remote shell re-parses
             command = _q(command)
-        return subprocess.run([*self.shell, command], input=data, capture_output=True, text=True,
-                              timeout=timeout)
+        return subprocess.run([*self.shell, command], input=data, capture_output=True,
+                              text=isinstance(data, str), timeout=timeout)
+
+    def popen(self, command: str, **kwargs) -> subprocess.Popen:
+        """Start ``command`` on the host (stdout/stderr as given in ``kwargs``), for streaming."""
+        if self.shell[0] == "ssh" and self.shell[-1] == "-c":
+            command = _q(command)
+        return subprocess.Popen([*self.shell, command], **kwargs)
 
     def testinfra(self):
         """A ``testinfra.host.Host`` for this host (commands run as the connection's user)."""

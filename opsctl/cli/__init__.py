@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from opsctl import __version__
-from opsctl.cli import provision_cmd, render_cmd, sandbox_cmd, spec_cmds, verify_cmd
+from opsctl.cli import provision_cmd, render_cmd, sandbox_cmd, spec_cmds, train_cmd, verify_cmd
 
 app = typer.Typer(
     name="opsctl",
@@ -37,6 +37,7 @@ app.command()(render_cmd.render)
 app.add_typer(sandbox_cmd.app, name="sandbox")
 app.command()(provision_cmd.provision)
 app.command()(verify_cmd.verify)
+app.command()(train_cmd.train)
 
 
 def main() -> None:

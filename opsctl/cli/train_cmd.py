@@ -1,0 +1,75 @@
+"""``opsctl train``: build/ship the job image and run the ML job on the training host."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from opsctl.cli.common import EXIT_BAD_INPUT, JsonOpt, SiteOpt, console, err, fail, load_site, print_json
+from opsctl.sandbox.errors import SandboxError
+
+
+def train(
+    site: SiteOpt = None,
+    names: Annotated[Path | None, typer.Option(
+        "--names", help="names file to train on (one name per line); uploaded to the host's data dir. "
+                        "Default: keep the file already there")] = None,
+    build: Annotated[bool, typer.Option(help="build and ship the job image first")] = True,
+    resume: Annotated[bool, typer.Option("--resume", help="continue from the last checkpoint")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Train the name model in a container on the training host; exits with the job's exit code."""
+    from opsctl.train.image import build_image, ship_image
+    from opsctl.train.run import run_job, upload_names
+
+    loaded = load_site(site, quiet=as_json)
+    s = loaded.site
+    if s.training is None:
+        fail("the site has no `training:` section; add one (see `opsctl schema`)", EXIT_BAD_INPUT)
+    if names is not None and not names.is_file():
+        fail(f"--names {names}: no such file; give the path of a names file (one name per line)", EXIT_BAD_INPUT)
+    t = s.training
+    if t.runtime != "docker":
+        fail("opsctl train builds Docker images; for runtime apptainer build charlm.sif from the rendered "
+             "charlm.def (`apptainer build`) and run /opt/opsctl/job/apptainer-run.sh on the host", EXIT_BAD_INPUT)
+
+    def say(line: str) -> None:
+        if not as_json:
+            err.print(f"[dim]{line}[/]", highlight=False, soft_wrap=True, markup=False)
+
+    try:
+        if build:
+            with console.status(f"building {t.image}"):
+                tag = build_image(s, progress=say)
+                host = s.host(t.host)
+                engine = None if host.sandbox else (
+                    f"ssh://{host.user}@{host.address or host.name}:{host.port}" if host.connection == "ssh"
+                    else None)
+                ship_image(s, tag, engine, progress=say)
+        if names is not None:
+            say(f"uploaded {upload_names(s, names)} on {t.host}")
+        result = run_job(s, ["--resume"] if resume else [], on_line=None if as_json else
+                         (lambda line: err.print(line, highlight=False, markup=False, soft_wrap=True)))
+    except SandboxError as exc:
+        fail(str(exc))
+    if as_json:
+        print_json({"rc": result.rc, "out_dir": result.out_dir, "report": result.report})
+    elif result.report:
+        r = result.report
+        table = Table(title=f"{r.get('model', t.job.model)} on {t.host}: {r.get('status')}")
+        table.add_column("metric")
+        table.add_column("value", justify="right")
+        for split in ("train_loss", "test_loss"):
+            loss = r.get(split) or {}
+            if isinstance(loss, dict):
+                for key, value in loss.items():
+                    table.add_row(f"{split} {key}", f"{value:.4f}" if isinstance(value, float) else str(value))
+        for key in ("steps", "tokens_per_s", "train_time_s"):
+            if r.get(key) is not None:
+                table.add_row(key, f"{r[key]:.1f}" if isinstance(r[key], float) else str(r[key]))
+        console.print(table)
+        console.print(f"outputs on {t.host}: {result.out_dir} (loss.png, samples.txt, report.json, checkpoints)")
+    raise typer.Exit(result.rc)
