@@ -159,3 +159,32 @@ def test_stop_removes_host(docker_client, backup_host):
     assert stop_host(HOST, client=docker_client) is True
     assert CONTAINER not in [c.name for c in list_hosts(client=docker_client)]
     assert stop_host(HOST, client=docker_client) is False
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["trainer", "slurm"])
+def test_other_kinds_boot_and_report_failed_units(docker_client, kind):
+    name = f"t-{kind}"
+    ensure_image(kind, progress=print, client=docker_client)
+    stop_host(name, client=docker_client)
+    try:
+        c = start_host(name, kind, client=docker_client)
+        st = wait_running(c, timeout=180)
+        assert st.state == "running", st
+        rc, out = exec(c, "python3 -c 'import apt' && sudo -n true")
+        assert rc == 0, out
+        if kind == "trainer":
+            rc, out = exec(c, "python3 -m venv /tmp/v && /tmp/v/bin/python -c 'print(42)'")
+            assert rc == 0 and "42" in out, out
+        else:
+            rc, out = exec(c, "command -v slurmd slurmctld sinfo munged")
+            assert rc == 0, out
+        # a failing unit turns the system degraded and is reported by name
+        exec(c, "printf '[Service]\\nType=oneshot\\nExecStart=/bin/false\\n' "
+                ">/etc/systemd/system/opsctl-broken.service && systemctl daemon-reload && "
+                "systemctl start opsctl-broken.service")
+        st = wait_running(c, timeout=60)
+        assert st.state == "degraded"
+        assert "opsctl-broken.service" in st.failed_units
+    finally:
+        stop_host(name, client=docker_client)
