@@ -25,7 +25,7 @@ def up(site: SiteOpt = None, as_json: JsonOpt = False) -> None:
     if not lab.sandbox_hosts(loaded.site):
         fail("this site has no `sandbox:` hosts; `opsctl sandbox` only manages local sandbox hosts", 2)
     try:
-        with console.status("starting sandbox hosts (first run builds images: several minutes)"):
+        with err.status("starting sandbox hosts (first run builds images: several minutes)"):
             states = lab.up(loaded.site, progress=_say)
     except SandboxError as exc:
         fail(str(exc))

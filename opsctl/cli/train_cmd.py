@@ -42,7 +42,7 @@ def train(
 
     try:
         if build:
-            with console.status(f"building {t.image}"):
+            with err.status(f"building {t.image}"):
                 tag = build_image(s, progress=say)
                 host = s.host(t.host)
                 engine = None if host.sandbox else (
