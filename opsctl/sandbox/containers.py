@@ -201,32 +201,43 @@ def start_host(
     vols.update(volumes or {})
     command = ["/sbin/init", *BASE_INIT_ARGS, *extra_args]
     _say(progress, f"starting {cname} from {tag}: {shlex.join(command)}")
+    run_kwargs = dict(
+        command=command,
+        name=cname,
+        hostname=hostname,
+        labels={LABEL: "1", f"{LABEL}.kind": kind, f"{LABEL}.host": hostname},
+        detach=True,
+        tty=True,  # gives systemd a /dev/console: the journal shows up in `docker logs`
+        cap_add=["SYS_ADMIN", "NET_ADMIN"],
+        security_opt=["seccomp=unconfined"],
+        cgroupns="host",
+        volumes=vols,
+        tmpfs={"/run": "rw,nosuid,nodev,mode=755", "/run/lock": "rw,nosuid,nodev,noexec"},
+        network_mode="none",
+        stop_signal="SIGRTMIN+3",
+        ulimits=_as_ulimits(ulimits),
+        environment={"container": "docker", **dict(environment or {})},
+    )
     try:
-        container = client.containers.run(
-            tag,
-            command=command,
-            name=cname,
-            hostname=hostname,
-            labels={LABEL: "1", f"{LABEL}.kind": kind, f"{LABEL}.host": hostname},
-            detach=True,
-            tty=True,
-            cap_add=["SYS_ADMIN", "NET_ADMIN"],
-            security_opt=["seccomp=unconfined"],
-            cgroupns="host",
-            volumes=vols,
-            tmpfs={"/run": "rw,nosuid,nodev,mode=755", "/run/lock": "rw,nosuid,nodev,noexec"},
-            network_mode="none",
-            stop_signal="SIGRTMIN+3",
-            ulimits=_as_ulimits(ulimits),
-            environment={"container": "docker", **dict(environment or {})},
-        )
+        try:
+            container = client.containers.run(tag, **run_kwargs)
+        except docker.errors.APIError as exc:
+            # The daemon may have a lower hard limit than this process (remote/other user):
+            # with default ulimits, fall back to the daemon's own limit instead of failing.
+            if ulimits is not None or "rlimit" not in str(exc):
+                raise
+            _say(progress, "daemon refused the nofile ulimit; retrying with the daemon's default")
+            with contextlib.suppress(docker.errors.DockerException):
+                client.containers.get(cname).remove(force=True)
+            run_kwargs.pop("ulimits")
+            container = client.containers.run(tag, **run_kwargs)
     except docker.errors.APIError as exc:
         with contextlib.suppress(docker.errors.DockerException):
             client.containers.get(cname).remove(force=True)
         raise SandboxError(
             f"docker could not start {cname} from {tag}: {exc.explanation or exc}",
-            "see `docker info`; if it mentions ulimits, pass a lower `ulimits` "
-            "(the host's `ulimit -Hn` is the maximum without CAP_SYS_RESOURCE)",
+            "see `docker info`; if it mentions rlimit, pass a lower `ulimits` "
+            "(the Docker host's `ulimit -Hn` is the maximum without CAP_SYS_RESOURCE)",
         ) from exc
     container.reload()
     if container.status != "running":
