@@ -188,3 +188,16 @@ def test_other_kinds_boot_and_report_failed_units(docker_client, kind):
         assert "opsctl-broken.service" in st.failed_units
     finally:
         stop_host(name, client=docker_client)
+
+
+def test_nofile_fallback_when_daemon_refuses(docker_client, monkeypatch):
+    """Asking for more nofile than the Docker host allows falls back instead of failing."""
+    ensure_image("trainer", client=docker_client)
+    monkeypatch.setattr(containers, "_host_nofile_hard", lambda: 1 << 20)  # pretend: no cap here
+    stop_host("t-ulimit", client=docker_client)
+    try:
+        c = start_host("t-ulimit", "trainer", client=docker_client)
+        rc, out = exec(c, "ulimit -Hn")
+        assert rc == 0 and int(out) > 0
+    finally:
+        stop_host("t-ulimit", client=docker_client)
