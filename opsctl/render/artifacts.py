@@ -24,6 +24,15 @@ def _b(ctx: dict) -> dict:
     return ctx["backup"]
 
 
+def _slurm_host(ctx: dict) -> bool:
+    """The controller and the compute nodes (not a training host that only submits)."""
+    return bool({"slurm_controller", "slurm_node"} & set(ctx["roles"]))
+
+
+def _slurm_gpus(ctx: dict) -> bool:
+    return _slurm_host(ctx) and any(n["gpus"] for n in ctx["slurm"]["nodes"])
+
+
 def _netatalk(versions: tuple[int, ...]) -> Callable[[dict], bool]:
     return lambda ctx: _b(ctx)["netatalk"]["enabled"] and _b(ctx)["netatalk"]["version"] in versions
 
@@ -51,4 +60,7 @@ ARTIFACTS: list[Artifact] = [
     Artifact("training", "containers/apptainer-run.sh.j2", "containers/apptainer-run.sh", mode=0o755),
     Artifact("training", "slurm/job.sbatch.j2", "slurm/job.sbatch", lambda ctx: ctx["slurm"] is not None,
              mode=0o755),
+    Artifact("slurm", "slurm/slurm.conf.j2", "slurm/slurm.conf", _slurm_host),
+    Artifact("slurm", "slurm/cgroup.conf.j2", "slurm/cgroup.conf", _slurm_host),
+    Artifact("slurm", "slurm/gres.conf.j2", "slurm/gres.conf", _slurm_gpus),
 ]
