@@ -74,12 +74,13 @@ def test_smbd_running_and_nmbd_masked(host):
     assert not host.service("nmbd").is_running
 
 
-def test_users_are_system_accounts_without_login(host):
-    for user in ("alice", "bob"):
+def test_users_are_system_accounts_without_login(converged, host):
+    for tm in converged["site"].backup.time_machine_shares:
+        user = tm["user"]
         account = host.user(user)
         assert account.exists and account.group == user
         assert account.shell == "/usr/sbin/nologin"
-        share = host.file(f"/tank/timemachine/{user}")
+        share = host.file(tm["path"])
         assert share.is_directory and share.user == user and share.group == user and share.mode == 0o700
 
 
@@ -93,12 +94,13 @@ def test_samba_users_can_log_in(host):
     assert wrong.rc != 0
 
 
-def test_time_machine_share_takes_a_file(host):
+def test_time_machine_share_takes_a_file(converged, host):
+    path = converged["site"].backup.time_machine_shares[0]["path"]
     cmd = (f"cd /tmp && echo tm > probe.txt && smbclient //localhost/alice -U alice%{TEST_PASSWORDS['alice']} "
            "-m SMB3 -c 'put probe.txt; ls'")
     out = host.run(cmd)
     assert out.rc == 0, out.stdout + out.stderr
-    assert host.file("/tank/timemachine/alice/probe.txt").user == "alice"
+    assert host.file(f"{path}/probe.txt").user == "alice"
 
 
 def test_password_of_known_user_not_reset(converged):
