@@ -1,0 +1,244 @@
+"""``opsctl user add|set-quota|remove``: Time Machine users after the first provision.
+
+Each command edits the site file (comments and order kept, the whole spec re-validated before it
+is written atomically) and converges only the backup host with the idempotent backup playbook.
+Bad input exits 2 with "nothing was applied"; a failed apply exits 1.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+from rich.live import Live
+
+from opsctl.cli.common import EXIT_BAD_INPUT, SiteOpt, console, err, fail, load_site, print_json
+from opsctl.sandbox.errors import SandboxError
+from opsctl.spec.loader import SpecError
+
+app = typer.Typer(help="Add, resize and remove Time Machine users on the backup server.", no_args_is_help=True)
+
+NoApplyOpt = Annotated[bool, typer.Option("--no-apply", help="only edit the site file; run `opsctl provision` "
+                                                             "later")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="print a JSON summary instead of text")]
+
+
+def _bad(problems: list[str] | str) -> None:
+    for problem in [problems] if isinstance(problems, str) else problems:
+        err.print(f"error: {problem}", style="red", highlight=False, soft_wrap=True, markup=False)
+    err.print("nothing was applied.", style="red", highlight=False)
+    raise typer.Exit(EXIT_BAD_INPUT)
+
+
+def _plan(fn, *args):
+    from opsctl.users import UserError
+
+    try:
+        return fn(*args)
+    except SpecError as exc:
+        _bad(exc.problems)
+    except (ValueError, UserError) as exc:
+        _bad(str(exc))
+
+
+def _apply(plan, *, as_json: bool, secret_vars: dict | None = None, extra_vars: dict | None = None):
+    from opsctl.cli.provision_cmd import Progress, _summary
+    from opsctl.users import apply_change
+
+    try:
+        if as_json:
+            summary = apply_change(plan, secret_vars=secret_vars, extra_vars=extra_vars)
+        else:
+            progress = Progress([plan.host])
+            with Live(progress, console=err, refresh_per_second=4, transient=True):
+                summary = apply_change(plan, secret_vars=secret_vars, extra_vars=extra_vars,
+                                       on_event=progress.event)
+    except SpecError as exc:
+        _bad(exc.problems)
+    except SandboxError as exc:
+        fail(f"{exc}; the site file {plan.doc.path} was updated, the host was not: start it and run "
+             f"`opsctl provision --limit {plan.host}`")
+    if not as_json:
+        _summary(summary)
+    if summary.failed:
+        if as_json:
+            print_json({"ok": False, "action": plan.action, "user": plan.user, "failures": summary.failures})
+        fail(f"the site file {plan.doc.path} was updated but applying it to {plan.host} failed; fix the cause and "
+             f"run `opsctl provision --limit {plan.host}`")
+    return summary
+
+
+def _password(site, name: str, from_stdin: bool) -> str:
+    from opsctl.apply.secrets import SecretError, samba_passwords
+
+    if from_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+        if not password:
+            _bad("--password-stdin: stdin gave an empty password")
+        return password
+    try:
+        return samba_passwords(site, [name])[name]
+    except SecretError as exc:
+        _bad(str(exc))
+    raise AssertionError("unreachable")
+
+
+@app.command()
+def add(
+    name: Annotated[str, typer.Argument(help="POSIX user name (lowercase), also the share name")],
+    quota: Annotated[str, typer.Option("--quota", "-q", help="ZFS quota, e.g. 500G")],
+    protocols: Annotated[str | None, typer.Option("--protocols", "-p", help="comma-separated: smb, afp "
+                                                                              "[default: smb]")] = None,
+    tm_size: Annotated[str | None, typer.Option("--tm-size", help="advertised Time Machine size "
+                                                                  "[default: the quota]")] = None,
+    password_stdin: Annotated[bool, typer.Option(
+        "--password-stdin", help="read the Samba password from the first line of stdin (else "
+        "OPSCTL_SMB_PASSWORD_<USER>, OPSCTL_SECRETS_FILE, the sandbox store or a prompt)")] = False,
+    site: SiteOpt = None,
+    no_apply: NoApplyOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Add a Time Machine user: spec entry, system user, Samba password, dataset with quota (0700), share
+    and Avahi entry; then print the Mac onboarding steps."""
+    from opsctl.users import onboarding, plan_add
+
+    loaded = load_site(site, quiet=True)
+    protos = [p.strip() for p in protocols.split(",") if p.strip()] if protocols is not None else None
+    plan = _plan(plan_add, loaded, name, quota, protos, tm_size)
+    secrets = None
+    if not no_apply:
+        password = _password(plan.after, name, password_stdin)
+        # Only this user's password is passed (0600 vars file), and set even if the account had one.
+        secrets = {"samba_passwords": {name: password}}
+    if no_apply:
+        try:
+            plan.doc.save()
+        except SpecError as exc:
+            _bad(exc.problems)
+    else:
+        _apply(plan, as_json=as_json, secret_vars=secrets,
+               extra_vars={"samba_password_update": True, "netatalk_password_update": True})
+    lines = onboarding(plan.after, name)
+    if as_json:
+        print_json({"ok": True, "action": "add", "user": name, "applied": not no_apply, "site": str(plan.doc.path),
+                    "onboarding": lines})
+        return
+    console.print(f"[green]added[/] {name} to {plan.doc.path}" + (" (not applied: --no-apply)" if no_apply else
+                                                                  f" and applied it to {plan.host}"))
+    console.print("\n".join(lines), highlight=False, markup=False, soft_wrap=True)
+
+
+@app.command("set-quota")
+def set_quota(
+    name: Annotated[str, typer.Argument(help="an existing Time Machine user")],
+    quota: Annotated[str, typer.Argument(help="the new ZFS quota, e.g. 600G")],
+    tm_size: Annotated[str | None, typer.Option("--tm-size", help="also change the advertised Time Machine "
+                                                                  "size")] = None,
+    force: Annotated[bool, typer.Option("--force", help="allow a quota below the current usage")] = False,
+    site: SiteOpt = None,
+    no_apply: NoApplyOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Change a user's quota; refuses a quota below the dataset's current usage unless --force."""
+    from opsctl.users import UserError, check_quota_not_below_usage, plan_set_quota
+
+    loaded = load_site(site, quiet=True)
+    plan = _plan(plan_set_quota, loaded, name, quota, tm_size)
+    used = None
+    if not no_apply:
+        try:
+            used = check_quota_not_below_usage(loaded.site, name, quota, force)
+        except UserError as exc:
+            _bad(str(exc))
+        except SandboxError as exc:
+            fail(f"{exc}; cannot read the current usage, nothing was applied")
+        _apply(plan, as_json=as_json)
+    else:
+        try:
+            plan.doc.save()
+        except SpecError as exc:
+            _bad(exc.problems)
+    if as_json:
+        print_json({"ok": True, "action": "set-quota", "user": name, "quota": quota, "used_bytes": used,
+                    "applied": not no_apply})
+        return
+    console.print(f"[green]quota of {name} is now {quota}[/]" + (f" (uses {used} bytes)" if used is not None else "")
+                  + (" in the site file (not applied: --no-apply)" if no_apply else ""), highlight=False)
+
+
+@app.command()
+def remove(
+    name: Annotated[str, typer.Argument(help="the Time Machine user to remove")],
+    purge: Annotated[bool, typer.Option("--purge", help="also DESTROY the user's dataset and backups (asks you "
+                                                        "to type the dataset name)")] = False,
+    confirm: Annotated[str | None, typer.Option("--confirm", metavar="DATASET",
+                                                help="non-interactive --purge: the dataset name, typed back")] = None,
+    site: SiteOpt = None,
+    no_apply: NoApplyOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Remove a user's access (spec entry, share, Avahi entry, Samba password). The dataset and the backups in it
+    are kept unless --purge."""
+    from opsctl.spec.types import check_posix_user
+    from opsctl.users import UserError, dataset_exists, dataset_of, destroy_dataset, plan_remove, samba_forget
+
+    loaded = load_site(site, quiet=True)
+    try:
+        check_posix_user(name)
+    except ValueError as exc:
+        _bad(str(exc))
+    if loaded.site.backup is None:
+        _bad("the site has no backup server (no `backup:` section)")
+    in_spec = any(u.name == name for u in loaded.site.backup.users)
+    dataset = dataset_of(loaded.site, name)
+    if not in_spec and not purge:
+        _bad(f"no user {name!r} in backup.users of {loaded.path}")
+    if purge and no_apply:
+        _bad("--purge destroys data on the host; it cannot be combined with --no-apply")
+    if purge:
+        if confirm is not None:
+            if confirm != dataset:
+                _bad(f"--confirm {confirm!r} does not match the dataset {dataset!r}; refusing to destroy it")
+        elif sys.stdin.isatty():
+            typed = typer.prompt(f"This DESTROYS {dataset} and every backup in it. Type the dataset name to "
+                                 "confirm", default="", show_default=False, err=True)
+            if typed != dataset:
+                _bad(f"you typed {typed!r}, not {dataset!r}; refusing to destroy it")
+        else:
+            _bad(f"--purge needs confirmation: no terminal to ask on; pass --confirm {dataset} to destroy it")
+    result: dict = {"ok": True, "action": "remove", "user": name, "dataset": dataset, "purged": False}
+    if in_spec:
+        plan = _plan(plan_remove, loaded, name)
+        if no_apply:
+            try:
+                plan.doc.save()
+            except SpecError as exc:
+                _bad(exc.problems)
+        else:
+            _apply(plan, as_json=as_json)
+            try:
+                result["samba"] = samba_forget(plan.after, name)
+            except UserError as exc:
+                fail(str(exc))
+    if purge:
+        try:
+            if dataset_exists(loaded.site, name):
+                destroy_dataset(loaded.site, dataset)
+                result["purged"] = True
+            else:
+                result["purged"] = "dataset did not exist"
+        except (UserError, SandboxError) as exc:
+            fail(str(exc))
+    if as_json:
+        print_json(result)
+        return
+    if in_spec:
+        console.print(f"[green]removed[/] {name}'s access" + (" in the site file (not applied: --no-apply)"
+                                                              if no_apply else f" ({result.get('samba')})"),
+                      highlight=False)
+    if result["purged"] is True:
+        console.print(f"[red]destroyed[/] {dataset}", highlight=False)
+    elif not purge:
+        console.print(f"kept {dataset} and the backups in it (the system account stays as their owner); "
+                      f"`opsctl user remove {name} --purge` destroys it", highlight=False)

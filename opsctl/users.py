@@ -1,0 +1,229 @@
+"""Day-2 user management on the backup server: add, change quota, remove (optionally purge).
+
+Every change goes the same way: edit the site file round-trip (:mod:`opsctl.spec.edit`),
+validate the whole edited spec, write it atomically, then converge the backup host by running
+the idempotent backup playbook limited to that host (system user, dataset with the defaults and
+the quota, ``chown``/``chmod 700``, share, Avahi ``dkN`` entry all come from the roles). What
+the roles never do (they never delete) is done here explicitly: ``smbpasswd -x`` on remove and
+``zfs destroy`` on purge.
+
+Example::
+
+    plan = plan_add(loaded, "carol", quota="500G", protocols=["smb"])
+    result = apply_change(plan, secret_vars={"samba_passwords": {"carol": "..."}})
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from opsctl.spec.edit import SpecDocument, check_user_entry
+from opsctl.spec.loader import Loaded, SpecError
+from opsctl.spec.models import Site
+from opsctl.spec.types import check_posix_user, parse_size
+
+
+class UserError(Exception):
+    """A refused or failed user operation; ``bad_input`` means nothing was changed."""
+
+    def __init__(self, message: str, *, bad_input: bool = True):
+        super().__init__(message)
+        self.bad_input = bad_input
+
+
+@dataclass
+class Plan:
+    """A validated spec edit, not yet written."""
+
+    action: str
+    user: str
+    doc: SpecDocument
+    before: Site
+    after: Site
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def host(self) -> str:
+        assert self.after.backup is not None
+        return self.after.backup.host
+
+
+def _backup(site: Site) -> None:
+    if site.backup is None:
+        raise UserError("the site has no backup server (no `backup:` section); nothing to manage")
+
+
+def dataset_of(site: Site, name: str) -> str:
+    assert site.backup is not None
+    return f"{site.backup.pool.root_dataset}/{name}"
+
+
+def share_of(site: Site, name: str) -> str:
+    assert site.backup is not None
+    return f"{site.backup.share_prefix}{name}"
+
+
+def _open(loaded: Loaded) -> SpecDocument:
+    if str(loaded.path) in ("", "<site>"):
+        raise UserError("the site was not loaded from a file; pass --site FILE")
+    return SpecDocument.open(loaded.path)
+
+
+def plan_add(loaded: Loaded, name: str, quota: str, protocols: list[str] | None = None,
+             tm_size: str | None = None) -> Plan:
+    """Validate the name and sizes with the spec's own checks, and the whole edited spec."""
+    _backup(loaded.site)
+    check_posix_user(name)
+    doc = _open(loaded)
+    doc.add_user(name, quota, protocols, tm_size)
+    after = doc.validate().site
+    return Plan("add", name, doc, loaded.site, after)
+
+
+def plan_set_quota(loaded: Loaded, name: str, quota: str, tm_size: str | None = None) -> Plan:
+    _backup(loaded.site)
+    check_posix_user(name)
+    doc = _open(loaded)
+    doc.set_quota(name, quota, tm_size)
+    after = doc.validate().site
+    return Plan("set-quota", name, doc, loaded.site, after)
+
+
+def plan_remove(loaded: Loaded, name: str) -> Plan:
+    _backup(loaded.site)
+    check_posix_user(name)
+    doc = _open(loaded)
+    doc.remove_user(name)
+    after = doc.validate().site
+    return Plan("remove", name, doc, loaded.site, after)
+
+
+# --------------------------------------------------------------------------- the host
+
+
+def backup_connection(site: Site):
+    from opsctl.connections import connection_for
+
+    assert site.backup is not None
+    return connection_for(site.host(site.backup.host))
+
+
+def dataset_used(site: Site, name: str) -> int | None:
+    """``zfs get -Hp used`` of the user's dataset in bytes; None when it does not exist."""
+    dataset = dataset_of(site, name)
+    res = backup_connection(site).run(f"zfs get -Hp -o value used {shlex.quote(dataset)}")
+    if res.rc != 0:
+        return None
+    try:
+        return int(res.stdout.strip())
+    except ValueError:
+        return None
+
+
+def dataset_exists(site: Site, name: str) -> bool:
+    res = backup_connection(site).run(f"zfs list -H -o name {shlex.quote(dataset_of(site, name))}")
+    return res.rc == 0
+
+
+def check_quota_not_below_usage(site: Site, name: str, quota: str, force: bool) -> int | None:
+    """Refuse (UserError) a quota below the dataset's current usage unless ``force``; returns the usage."""
+    used = dataset_used(site, name)
+    if used is not None and parse_size(quota) < used and not force:
+        raise UserError(f"{name} already uses {used} bytes ({_human(used)}) of {dataset_of(site, name)}; a quota "
+                        f"of {quota} would stop their backups; pick at least {_human(used)} or pass --force")
+    return used
+
+
+def run_backup_playbook(site: Site, *, secret_vars: dict | None = None, extra_vars: dict | None = None,
+                        on_event: Callable[[dict], None] | None = None):
+    """Converge the backup host (only it) with the idempotent backup playbook."""
+    from opsctl.apply.runner import run_playbook
+
+    assert site.backup is not None
+    return run_playbook(site, "backup_server.yml", limit=[site.backup.host], extra_vars=extra_vars,
+                        secret_vars=secret_vars, on_event=on_event)
+
+
+def apply_change(plan: Plan, *, secret_vars: dict | None = None, extra_vars: dict | None = None,
+                 on_event: Callable[[dict], None] | None = None):
+    """Write the edited spec (atomically, after validation), then converge the backup host."""
+    plan.doc.save()
+    return run_backup_playbook(plan.after, secret_vars=secret_vars, extra_vars=extra_vars, on_event=on_event)
+
+
+def samba_forget(site: Site, name: str) -> str:
+    """Remove the user from Samba's password database (``smbpasswd -x``); returns what happened."""
+    conn = backup_connection(site)
+    q = shlex.quote(name)
+    res = conn.run(f"pdbedit -L -u {q}")
+    if res.rc != 0:
+        return "not in the Samba database"
+    res = conn.run(f"smbpasswd -x {q}")
+    if res.rc != 0:
+        raise UserError(f"smbpasswd -x {name} failed: {(res.stderr or res.stdout).strip()}", bad_input=False)
+    return "removed from the Samba database"
+
+
+def destroy_dataset(site: Site, dataset: str) -> None:
+    conn = backup_connection(site)
+    res = conn.run(f"zfs destroy -r {shlex.quote(dataset)}")
+    if res.rc != 0:
+        raise UserError(f"zfs destroy -r {dataset} failed: {(res.stderr or res.stdout).strip()}", bad_input=False)
+
+
+# --------------------------------------------------------------------------- onboarding
+
+
+def mac_host(site: Site) -> str:
+    """The name a Mac uses: the host's address, else its mDNS name ``<host>.local``."""
+    assert site.backup is not None
+    host = site.host(site.backup.host)
+    return host.address or f"{host.name}.local"
+
+
+def onboarding(site: Site, name: str) -> list[str]:
+    """What to do on the user's Mac, line by line."""
+    assert site.backup is not None
+    user = next(u for u in site.backup.users if u.name == name)
+    server, share = mac_host(site), share_of(site, name)
+    lines = [f"Time Machine for {name} on {server}, share {share!r} (quota {user.quota}, Time Machine size "
+             f"{user.tm_size or user.quota}).", ""]
+    if "smb" in user.protocols:
+        lines += [
+            "1. In Finder: Go > Connect to Server (Cmd-K), enter",
+            f"     smb://{server}/{share}",
+            f"   and log in as {name} with the Samba password.",
+            "2. Or in Terminal (asks for the password):",
+            f'     sudo tmutil setdestination -p "smb://{name}@{server}/{share}"',
+        ]
+    if "afp" in user.protocols:
+        lines += [
+            "   Over AFP (older macOS):" if "smb" in user.protocols else "1. Over AFP:",
+            f"     afp://{server}/{share}",
+            f'     sudo tmutil setdestination -p "afp://{name}@{server}/{share}"',
+        ]
+    url = f"smb://{server}/{share}" if "smb" in user.protocols else f"afp://{server}/{share}"
+    lines += [
+        "3. System Settings > General > Time Machine: the disk appears; select it and back up now.",
+        "",
+        "Restore a whole Mac from this server:",
+        "   boot into Recovery (Apple silicon: hold the power button; Intel: Cmd-R) > Restore from Time Machine",
+        f"   > Other Server (or 'Connect to Remote Disk') > {url} > log in as {name} > pick a backup.",
+    ]
+    return lines
+
+
+def _human(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "K", "M", "G", "T", "P"):
+        if value < 1024 or unit == "P":
+            return f"{value:.0f}{unit}" if unit == "B" else f"{value:.1f}{unit}"
+        value /= 1024
+    return str(n)
+
+
+__all__ = ["Plan", "SpecError", "UserError", "apply_change", "check_quota_not_below_usage", "check_user_entry",
+           "dataset_of", "destroy_dataset", "onboarding", "plan_add", "plan_remove", "plan_set_quota",
+           "samba_forget"]
