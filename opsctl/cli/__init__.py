@@ -5,7 +5,17 @@ from __future__ import annotations
 import typer
 
 from opsctl import __version__
-from opsctl.cli import provision_cmd, render_cmd, sandbox_cmd, spec_cmds, status_cmd, train_cmd, user_cmd, verify_cmd
+from opsctl.cli import (
+    job_cmd,
+    provision_cmd,
+    render_cmd,
+    sandbox_cmd,
+    spec_cmds,
+    status_cmd,
+    train_cmd,
+    user_cmd,
+    verify_cmd,
+)
 
 app = typer.Typer(
     name="opsctl",
@@ -38,6 +48,7 @@ app.add_typer(sandbox_cmd.app, name="sandbox")
 app.command()(provision_cmd.provision)
 app.command()(verify_cmd.verify)
 app.command()(train_cmd.train)
+app.add_typer(job_cmd.app, name="job")
 app.add_typer(user_cmd.app, name="user")
 app.command()(status_cmd.status)
 
