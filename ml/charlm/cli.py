@@ -58,6 +58,13 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--activation", choices=["tanh", "gelu"], help="hidden nonlinearity (mlp)")
     m.add_argument("--batchnorm", action="store_true", default=None, help="BatchNorm after each hidden Linear (mlp)")
     m.add_argument("--smoothing", type=float, help="add-k smoothing (bigram)")
+    o.add_argument(
+        "--batching",
+        choices=["bucket", "mixed"],
+        default="bucket",
+        help="transformer batches: one name length per batch (no padding computed) or uniformly mixed "
+        "lengths padded to the batch's longest name",
+    )
     d = t.add_argument_group("data")
     d.add_argument("--max-len", type=_positive_int, default=64, help="skip (and count) names longer than this")
     d.add_argument(
@@ -133,6 +140,7 @@ def cmd_train(args) -> int:
         batchnorm=args.batchnorm,
         smoothing=args.smoothing,
         max_len=args.max_len,
+        batching=args.batching,
         val_size=args.val_size,
         seed=args.seed,
         resume=args.resume,

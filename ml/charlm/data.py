@@ -235,6 +235,18 @@ class SeqBuckets:
         tokens = torch.tensor([b.shape[0] * (b.shape[1] - 1) for b in self.buckets], dtype=torch.double)
         self.total_tokens = int(tokens.sum().item())
         self.probs = tokens / tokens.sum()
+        # the same names in one padded table, for "mixed" batches (uniform names, padding masked)
+        width = self.lengths[-1] + 1
+        n = sum(b.shape[0] for b in self.buckets)
+        self.X_all = torch.zeros(n, width, dtype=torch.long)
+        self.Y_all = torch.full((n, width), IGNORE_INDEX, dtype=torch.long)
+        self.len_all = torch.zeros(n, dtype=torch.long)
+        i = 0
+        for L, b in zip(self.lengths, self.buckets, strict=True):
+            self.X_all[i : i + b.shape[0], : L + 1] = b[:, :-1]
+            self.Y_all[i : i + b.shape[0], : L + 1] = b[:, 1:]
+            self.len_all[i : i + b.shape[0]] = L + 1
+            i += b.shape[0]
 
     @classmethod
     def build(cls, names, vocab: Vocab) -> SeqBuckets:
@@ -261,6 +273,14 @@ class SeqBuckets:
         ix = torch.randint(b.shape[0], (rows,), generator=generator)
         seq = b[ix]
         return seq[:, :-1], seq[:, 1:]
+
+    def sample_mixed(self, batch_tokens: int, generator: torch.Generator):
+        """Uniformly drawn names (about batch_tokens targets), padded to the longest in the
+        batch; padded targets are IGNORE_INDEX."""
+        rows = max(1, round(batch_tokens / self.mean_seq_len()))
+        ix = torch.randint(self.X_all.shape[0], (rows,), generator=generator)
+        T = int(self.len_all[ix].max())
+        return self.X_all[ix, :T], self.Y_all[ix, :T]
 
     def batches(self, batch_tokens: int = 16384):
         for b in self.buckets:

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from charlm import checkpoint, distributed
-from charlm.data import SeqBuckets, Vocab, read_names, split_names
+from charlm.data import IGNORE_INDEX, SeqBuckets, Vocab, read_names, split_names
 from charlm.errors import CharlmError
 from charlm.evaluate import build_dataset, loss_sum, mean_loss
 from charlm.metrics import MetricsLog, finite_or_none, loss_summary, read_jsonl
@@ -78,6 +78,7 @@ class TrainConfig:
     # data
     max_len: int = 64
     val_size: int = 0
+    batching: str = "bucket"  # transformer: "bucket" (one length per batch) or "mixed" (padded)
     # job
     seed: int = 3407
     resume: bool = False
@@ -380,6 +381,8 @@ def _run(cfg, device, info, threads, say, stop, t_job) -> dict:
         batch = max(1, round(cfg.resolved("batch_size") * train_ds.mean_seq_len()))
     else:
         batch = cfg.resolved("batch_size")
+    padded = isinstance(train_ds, SeqBuckets) and cfg.batching == "mixed"
+    draw = train_ds.sample_mixed if padded else train_ds.sample
     grad_clip = cfg.resolved("grad_clip") or 0.0
     fwd = torch.compile(model) if cfg.compile else model
     params = [p for p in model.parameters() if p.requires_grad]
@@ -453,9 +456,9 @@ def _run(cfg, device, info, threads, say, stop, t_job) -> dict:
         for group in optimizer.param_groups:
             group["lr"] = lr
         t0 = time.perf_counter()
-        x, y = train_ds.sample(batch, sampler)
+        x, y = draw(batch, sampler)
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        n_local = y.numel()
+        n_local = int((y != IGNORE_INDEX).sum()) if padded else y.numel()
         with autocast:
             logits = fwd(x)
         lsum = loss_sum(logits, y)

@@ -132,3 +132,19 @@ def test_seq_buckets_have_no_padding_and_sample_by_tokens():
     assert abs(counts[1] / 3000 - 2 / 12) < 0.03
     assert abs(counts[2] / 3000 - 6 / 12) < 0.03
     assert abs(counts[3] / 3000 - 4 / 12) < 0.03
+
+
+def test_mixed_batches_pad_with_ignore_index():
+    names = ["ab", "cd", "efg", "h", "ijklm"]
+    v = Vocab.from_names(names)
+    ds = SeqBuckets.build(names, v)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(50):
+        x, y = ds.sample_mixed(20, g)
+        real = y != -1
+        lengths = real.sum(1)
+        assert x.shape == y.shape and x.shape[1] == int(lengths.max())
+        for row_x, row_y, n in zip(x.tolist(), y.tolist(), lengths.tolist(), strict=True):
+            name = v.decode(row_y[: n - 1])
+            assert name in names and row_y[n - 1] == 0 and row_x[0] == 0
+            assert row_x[1:n] == row_y[: n - 1] and all(t == -1 for t in row_y[n:])
