@@ -72,6 +72,20 @@ def _container_volumes(site: Site, name: str) -> dict:
     return volumes
 
 
+def _drop_if_mounts_differ(name: str, volumes: dict, progress: Progress) -> None:
+    """A container of that name made for something else (other binds) is replaced, not reused."""
+    from opsctl.sandbox.containers import container_name, list_hosts, stop_host
+
+    for container in list_hosts():
+        if container.name != container_name(name):
+            continue
+        have = {m.get("Source"): m.get("Destination") for m in container.attrs.get("Mounts", [])}
+        if any(have.get(src) != spec["bind"] for src, spec in volumes.items()):
+            if progress:
+                progress(f"{container.name} runs with other mounts: recreating it")
+            stop_host(name)
+
+
 def up(site: Site, *, progress: Progress = None) -> list[HostState]:
     """Start every sandbox host of ``site`` (containers first: they boot in seconds)."""
     from opsctl.sandbox.containers import start_host, wait_running
@@ -81,6 +95,7 @@ def up(site: Site, *, progress: Progress = None) -> list[HostState]:
     hosts = [site.host(n) for n in sandbox_hosts(site)]
     for host in sorted(hosts, key=lambda h: h.sandbox != "container"):
         if host.sandbox == "container":
+            _drop_if_mounts_differ(host.name, _container_volumes(site, host.name), progress)
             container = start_host(host.name, _container_kind(site, host.name),
                                    extra_args=["systemd.mask=nmbd.service"],
                                    volumes=_container_volumes(site, host.name), progress=progress)
