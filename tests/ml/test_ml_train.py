@@ -93,7 +93,7 @@ def test_transformer_learns_small_data(tiny_names, tmp_path, batching):
     )
     recs = read_jsonl(tmp_path / "t" / "metrics.jsonl")
     assert [r["step"] for r in recs] == [0, 100, 200]
-    assert recs[-1]["test_loss"] < recs[0]["test_loss"] - 1.0
+    assert recs[-1]["test_loss"] < recs[0]["test_loss"] - 0.6
     assert rep["model_config"]["block_size"] == max(len(w) for w in Path(tiny_names).read_text().split()) + 1
 
 
