@@ -32,8 +32,10 @@ from opsctl.spec.loader import Loaded, SpecError, parse
 from opsctl.spec.models import User
 from opsctl.spec.types import parse_size
 
-#: (mapping, sequence, offset) indentation styles tried, most common first.
-_STYLES = ((2, 4, 2), (2, 2, 0), (4, 4, 2), (4, 6, 4), (4, 4, 0), (2, 2, 2))
+#: (mapping, sequence, offset) indentation, and whether nulls are written `null`: the dump styles tried
+#: (most common first); the first that reproduces the file byte for byte is used for the edit.
+_STYLES = tuple((*indent, null) for null in (False, True)
+                for indent in ((2, 4, 2), (2, 2, 0), (4, 4, 2), (4, 6, 4), (4, 4, 0), (2, 2, 2)))
 
 
 def _loader() -> YAML:
@@ -44,16 +46,20 @@ def _loader() -> YAML:
     return yaml
 
 
-def _dumper(style: tuple[int, int, int]) -> YAML:
+def _dumper(style: tuple[int, int, int, bool]) -> YAML:
     yaml = YAML(typ="rt")
-    mapping, sequence, offset = style
+    mapping, sequence, offset, null_word = style
+    if null_word:  # write None as `null` (ruamel's default is an empty value); this instance only
+        rep = yaml.representer
+        rep.yaml_representers = {**rep.yaml_representers,
+                                 type(None): lambda r, _data: r.represent_scalar("tag:yaml.org,2002:null", "null")}
     yaml.indent(mapping=mapping, sequence=sequence, offset=offset)
     yaml.preserve_quotes = True
     yaml.width = 4096
     return yaml
 
 
-def _dump(data, style: tuple[int, int, int]) -> str:
+def _dump(data, style: tuple[int, int, int, bool]) -> str:
     buf = io.StringIO()
     _dumper(style).dump(data, buf)
     return buf.getvalue()

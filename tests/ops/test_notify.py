@@ -1,0 +1,36 @@
+"""opsctl reuses charlm's notifier file without importing torch."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from _webhook import Webhook
+
+from opsctl import notify
+
+
+def test_importing_opsctl_notify_never_imports_torch():
+    code = ("import sys, opsctl.notify as n; m = n.notifier(); "
+            "print(m.__name__, m.__file__, 'torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    name, path, torch = out.stdout.split()
+    assert torch == "False"
+    assert path.endswith("ml/charlm/notify.py") and name in ("charlm.notify", "opsctl_charlm_notify")
+
+
+def test_file_fallback_is_the_same_source():
+    module = notify._load_file()
+    assert module.__file__ == str(notify.NOTIFIER_FILE)
+    assert notify.notifier_file().resolve() == notify.NOTIFIER_FILE.resolve()
+
+
+def test_notify_through_a_local_webhook():
+    hook = Webhook()
+    try:
+        results = notify.notify("opsctl ALERT: test", {"alert": "quota:alice"}, env={"CHARLM_WEBHOOK_URL": hook.url})
+    finally:
+        hook.close()
+    assert results == {"webhook": "ok"}
+    assert hook.bodies == [{"text": "opsctl ALERT: test", "alert": "quota:alice"}]
+    assert notify.configured_channels({}) == []
