@@ -1,0 +1,242 @@
+"""Day-2 operations end to end on the sandbox's qemu OpenZFS VM (real ZFS, Samba, Netatalk, Avahi).
+
+One VM (``opsbackup``, from tests/ops/ops_site.yml) for the module, provisioned once with the backup
+playbook (which now includes the monitor role). Then, in order: add a user, write a fake
+sparsebundle as that user over SMB, see it in ``opsctl status``, push the user above 90 % of the
+quota with ``set-quota`` and get exactly one webhook alert, run the host's monitor timer once,
+remove the user (data kept), and purge (refused without the typed dataset name).
+
+Outside CI the module skips when the VM cannot run here (no root, no qemu); in CI it fails.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import secrets
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+
+import pytest
+from _opsdata import OPS_SITE
+from _webhook import Webhook
+from tools import need
+
+from opsctl.connections import connection_for
+from opsctl.spec import load
+
+pytestmark = [pytest.mark.vm, pytest.mark.slow, pytest.mark.timeout(3600)]
+
+HOST = "opsbackup"
+USER = "carol"
+DATASET = f"tank/timemachine/{USER}"
+PASSWORD = secrets.token_urlsafe(12)  # fresh per run; travels on stdin only
+ALICE_PASSWORD = secrets.token_urlsafe(12)
+HOST_TOOLS = ("qemu-system-x86_64", "qemu-img", "ssh", "ssh-keygen", "debootstrap", "mkfs.ext4")
+TIMINGS: dict[str, float] = {}
+
+
+def opsctl(*args: str, input: str | None = None, env: dict | None = None, timeout: float = 1800):
+    """The CLI as an admin runs it: a separate process without a terminal."""
+    started = time.monotonic()
+    res = subprocess.run([sys.executable, "-m", "opsctl", *args], input=input, capture_output=True, text=True,
+                         timeout=timeout, env={**os.environ, "COLUMNS": "200", **(env or {})},
+                         stdin=None if input is not None else subprocess.DEVNULL)
+    TIMINGS[" ".join(args[:2])] = round(time.monotonic() - started, 1)
+    return res
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    from opsctl.sandbox import zfsvm
+
+    missing = [t for t in HOST_TOOLS if shutil.which(t) is None]
+    if missing:
+        need(f"the ZFS VM needs {missing}")
+    if os.geteuid() != 0:
+        need("the ZFS VM needs root")
+    site = tmp_path_factory.mktemp("ops") / "site.yml"
+    site.write_text(OPS_SITE.read_text())
+    started = time.monotonic()
+    zfsvm.ensure_vm_image(progress=print)
+    pre_running = False
+    with contextlib.suppress(zfsvm.SandboxError, FileNotFoundError):
+        pre_running = zfsvm.ZfsVM.load(HOST).is_running()
+    vm = zfsvm.ZfsVM.boot(HOST, disks=2, disk_size="1G", timeout=1500, progress=print)
+    TIMINGS["boot"] = round(time.monotonic() - started, 1)
+    env = {"OPSCTL_SMB_PASSWORD_ALICE": ALICE_PASSWORD}
+    res = opsctl("provision", "--site", str(site), "--playbook", "backup_server.yml", "--json", env=env)
+    TIMINGS["first provision"] = TIMINGS.pop("provision --site")
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    conn = connection_for(load(site).site.host(HOST))
+    yield {"site": site, "conn": conn, "vm": vm, "provision": json.loads(res.stdout)}
+    print("timings (s):", json.dumps(TIMINGS))
+    if not pre_running:
+        vm.stop(timeout=60)
+
+
+def sh(lab, command: str, check: bool = True):
+    res = lab["conn"].run(command)
+    if check:
+        assert res.rc == 0, f"{command}: {res.stdout}{res.stderr}"
+    return res
+
+
+def smb(lab, user: str, password: str, commands: str):
+    """smbclient on the host as ``user``; the credentials go to a 0600 auth file through stdin."""
+    auth = f"/root/.{user}.smbauth"
+    lab["conn"].run_stdin(f"umask 077; cat > {auth}", f"username = {user}\npassword = {password}\n")
+    return lab["conn"].run(f"smbclient //127.0.0.1/{user} -A {auth} -m SMB3 -c {shlex.quote(commands)}")
+
+
+def status_json(lab, *extra: str, env: dict | None = None):
+    res = opsctl("status", "--site", str(lab["site"]), "--json", *extra, env=env)
+    assert res.returncode in (0, 1), res.stderr
+    return res.returncode, json.loads(res.stdout)
+
+
+def user_facts(data: dict, user: str) -> dict:
+    return next(u for u in data["hosts"][0]["users"] if u["user"] == user)
+
+
+# ------------------------------------------------------------------------------------------ tests
+
+
+def test_provision_installs_the_monitor_timer(lab):
+    assert sh(lab, "systemctl is-enabled opsctl-monitor.timer").stdout.strip() == "enabled"
+    assert sh(lab, "systemctl is-active opsctl-monitor.timer").stdout.strip() == "active"
+    assert sh(lab, "stat -c '%a %U' /etc/opsctl/notify.env").stdout.strip() == "600 root"
+    assert sh(lab, "stat -c '%a' /var/lib/opsctl").stdout.strip() == "700"
+    for name in ("probe.py", "alerts.py", "notify.py"):
+        sh(lab, f"test -s /usr/local/lib/opsctl/{name}")
+    timer = sh(lab, "systemctl show -p TimersCalendar opsctl-monitor.timer").stdout
+    assert "*:0/10" in timer or "*-*-* *:00/10:00" in timer, timer
+
+
+def test_status_of_the_fresh_host(lab):
+    code, data = status_json(lab)
+    facts = data["hosts"][0]
+    assert code == 0, facts
+    assert facts["pool"]["healthy"] and facts["pool"]["health"] == "ONLINE"
+    assert facts["pool"]["errors"] == {"read": 0, "write": 0, "cksum": 0}
+    assert facts["services"] == {"smbd": "active", "netatalk": "active", "avahi-daemon": "active"}
+    alice = user_facts(data, "alice")
+    assert alice["quota_bytes"] == 100 << 20 and alice["last_backup"] is None and alice["advertised"]
+    assert "_adisk._tcp" in facts["mdns"]["types"] and "_smb._tcp" in facts["mdns"]["types"]
+
+
+def test_user_add(lab):
+    res = opsctl("user", "add", USER, "--quota", "40M", "--password-stdin", "--site", str(lab["site"]), "--json",
+                 input=PASSWORD + "\n")
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    out = json.loads(res.stdout)
+    assert any(f'tmutil setdestination -p "smb://{USER}@{HOST}.local/{USER}"' in line for line in out["onboarding"])
+    assert f"name: {USER}" in lab["site"].read_text() and "# the first user" in lab["site"].read_text()
+    assert PASSWORD not in res.stdout + res.stderr
+    sh(lab, f"id {USER}")
+    props = sh(lab, f"zfs get -Hp -o property,value quota,casesensitivity,compression {DATASET}").stdout
+    assert "quota\t41943040" in props and "casesensitivity\tinsensitive" in props and "compression\tlz4" in props
+    assert sh(lab, f"stat -c '%a %U' /tank/timemachine/{USER}").stdout.strip() == f"700 {USER}"
+    assert f"[{USER}]" in sh(lab, "testparm -s 2>/dev/null").stdout
+    assert f"adVN={USER}" in sh(lab, "cat /etc/avahi/services/*.service").stdout
+    assert USER in sh(lab, "pdbedit -L").stdout
+    assert smb(lab, USER, PASSWORD, "ls").rc == 0
+
+
+def test_sparsebundle_written_over_smb_shows_in_status(lab):
+    sh(lab, "head -c 5242880 /dev/urandom > /root/band0 && head -c 2000 /dev/urandom > /root/info")
+    before = float(sh(lab, "date +%s.%N").stdout)
+    res = smb(lab, USER, PASSWORD, "mkdir Carols-Mac.sparsebundle; cd Carols-Mac.sparsebundle; "
+                                   "put /root/info Info.plist; mkdir bands; cd bands; put /root/band0 0")
+    assert res.rc == 0 and "NT_STATUS" not in res.stdout, res.stdout + res.stderr
+    after = float(sh(lab, "date +%s.%N").stdout)
+    sh(lab, "zpool sync tank")
+    time.sleep(1)
+    code, data = status_json(lab)
+    carol = user_facts(data, USER)
+    assert carol["bundles"][0]["name"] == "Carols-Mac.sparsebundle"
+    assert carol["bundles"][0]["bytes"] == 5242880 + 2000 and carol["bundles"][0]["files"] == 2
+    assert before - 2 <= carol["last_backup"] <= after + 2, (before, carol["last_backup"], after)
+    assert carol["used_bytes"] >= 5242880 and carol["quota_bytes"] == 40 << 20
+    assert carol["advertised"] is True
+    assert code == 0
+    lab["used"] = carol["used_bytes"]
+
+
+def test_set_quota_refuses_below_usage(lab):
+    res = opsctl("user", "set-quota", USER, "1M", "--site", str(lab["site"]))
+    assert res.returncode == 2 and "already uses" in res.stderr + res.stdout
+    assert "quota: 40M" in lab["site"].read_text()
+
+
+def test_quota_above_90_percent_alerts_exactly_once(lab, tmp_path):
+    quota_k = math.ceil(lab["used"] / 0.95 / 1024)  # ~95 % used
+    res = opsctl("user", "set-quota", USER, f"{quota_k}K", "--site", str(lab["site"]), "--json")
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    assert sh(lab, f"zfs get -Hp -o value quota {DATASET}").stdout.strip() == str(quota_k * 1024)
+    hook = Webhook()
+    try:
+        env = {"CHARLM_WEBHOOK_URL": hook.url}
+        code, data = status_json(lab, "--alert", "--state-dir", str(tmp_path), env=env)
+        assert code == 1
+        assert [b["alert"] for b in hook.bodies] == [f"quota:{USER}"], hook.bodies
+        assert f"user {USER} uses" in hook.bodies[0]["text"]
+        code, data = status_json(lab, "--alert", "--state-dir", str(tmp_path), env=env)
+        assert code == 1 and data["alerts"][0]["events"] == [] and len(hook.bodies) == 1
+        assert [f["key"] for f in data["alerts"][0]["firing"]] == [f"quota:{USER}"]
+    finally:
+        hook.close()
+    prom = tmp_path / "opsctl.prom"
+    html = tmp_path / "status.html"
+    res = opsctl("status", "--site", str(lab["site"]), "--prometheus", str(prom), "--html", str(html))
+    assert res.returncode == 0, res.stderr
+    assert f'opsctl_user_quota_bytes{{host="{HOST}",pool="tank",user="{USER}"}} {quota_k * 1024}' in prom.read_text()
+    assert f'data-user="{USER}"' in html.read_text()
+
+
+def test_host_timer_runs_the_probe_and_alerts(lab):
+    started = time.monotonic()
+    sh(lab, "systemctl start opsctl-monitor.service")  # oneshot: returns when the run is over
+    TIMINGS["host monitor run"] = round(time.monotonic() - started, 1)
+    show = sh(lab, "systemctl show -p Result -p ExecMainStatus opsctl-monitor.service").stdout
+    assert "Result=success" in show and "ExecMainStatus=1" in show, show  # 1 = alerts firing, not a failure
+    state = json.loads(sh(lab, "cat /var/lib/opsctl/alerts.json").stdout)["alerts"]
+    assert state[f"quota:{USER}"]["firing"] is True
+    assert state["pool:tank"]["firing"] is False
+    facts = json.loads(sh(lab, "cat /var/lib/opsctl/facts.json").stdout)
+    assert user_facts({"hosts": [facts]}, USER)["bundles"][0]["name"] == "Carols-Mac.sparsebundle"
+    log = sh(lab, "journalctl -u opsctl-monitor.service --no-pager -n 20").stdout
+    assert f"opsctl ALERT: {HOST}: user {USER}" in log
+
+
+def test_remove_keeps_the_data(lab):
+    res = opsctl("user", "remove", USER, "--site", str(lab["site"]), "--json")
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    assert json.loads(res.stdout)["samba"] == "removed from the Samba database"
+    assert f"name: {USER}" not in lab["site"].read_text()
+    assert f"[{USER}]" not in sh(lab, "testparm -s 2>/dev/null").stdout
+    assert f"adVN={USER}" not in sh(lab, "cat /etc/avahi/services/*.service").stdout
+    assert USER not in sh(lab, "pdbedit -L").stdout
+    assert smb(lab, USER, PASSWORD, "ls").rc != 0
+    sh(lab, f"zfs list {DATASET}")
+    assert sh(lab, f"stat -c %s /tank/timemachine/{USER}/Carols-Mac.sparsebundle/bands/0").stdout.strip() == "5242880"
+
+
+def test_purge_needs_the_dataset_name_typed_back(lab):
+    res = opsctl("user", "remove", USER, "--purge", "--site", str(lab["site"]))
+    assert res.returncode == 2 and f"--confirm {DATASET}" in res.stderr
+    sh(lab, f"zfs list {DATASET}")
+    res = opsctl("user", "remove", USER, "--purge", "--confirm", "tank/timemachine/alice", "--site",
+                 str(lab["site"]))
+    assert res.returncode == 2
+    sh(lab, "zfs list tank/timemachine/alice")
+    res = opsctl("user", "remove", USER, "--purge", "--confirm", DATASET, "--site", str(lab["site"]), "--json")
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["purged"] is True
+    assert sh(lab, f"zfs list {DATASET}", check=False).rc != 0
+    sh(lab, "zfs list tank/timemachine/alice")
