@@ -43,7 +43,7 @@ def image() -> Path:
 
 @pytest.fixture(scope="module")
 def vm(image: Path):
-    machine = zfsvm.ZfsVM.boot(VM_NAME, disks=2, disk_size="1G", timeout=420, progress=print)
+    machine = zfsvm.ZfsVM.boot(VM_NAME, disks=2, disk_size="1G", timeout=600, progress=print)
     yield machine
     machine.stop(timeout=30)
 
