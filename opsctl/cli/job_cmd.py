@@ -69,8 +69,15 @@ def submit(
         args = shlex.split(train_args) if train_args is not None else None
     except ValueError as exc:
         fail(f"--train-args: {exc}", EXIT_BAD_INPUT)
-    job = _call(jobs.build_job, s, nodes=nodes, gpus_per_node=gpus_per_node, nproc_per_node=nproc_per_node,
-                sweep=sweep, partition=partition, name=name, train_args=args, time=time)
+    from opsctl.slurm.sweep import SweepError
+
+    try:
+        job = jobs.build_job(s, nodes=nodes, gpus_per_node=gpus_per_node, nproc_per_node=nproc_per_node,
+                             sweep=sweep, partition=partition, name=name, train_args=args, time=time)
+    except SweepError as exc:
+        fail(f"--sweep: {exc}", EXIT_BAD_INPUT)
+    except jobs.SlurmError as exc:  # the request does not fit the cluster: bad input, nothing submitted
+        fail(str(exc), EXIT_BAD_INPUT)
     if dry_run:
         print(jobs.render_script(s, job), end="")
         return

@@ -9,9 +9,11 @@ list, unit tweaks, the wheel set and the charlm source) holds:
 
 * debootstrap bookworm (minbase) + systemd + ``slurmctld slurmd slurm-client munge`` + python3
   (``python3-apt`` and ``sudo`` for Ansible);
-* a venv ``/opt/charlm`` with torch 2.13.0 (CPU) and charlm from
-  :func:`opsctl.train.image.wheel_dir` (``pip --no-index``); ``torchrun`` and ``charlm`` are
-  linked into ``/usr/local/bin`` so a ``container: none`` job finds them on ``PATH``;
+* a venv ``/opt/charlm`` with torch 2.13.0 (CPU) from :func:`opsctl.train.image.wheel_dir`
+  (``pip --no-index``); ``torchrun`` and ``charlm`` are linked into ``/usr/local/bin`` so a
+  ``container: none`` job finds them on ``PATH``. charlm itself is not in the image (its source
+  changes often): :func:`install_charlm` copies ``ml/`` to the shared directory and installs it
+  into the venv of every node in seconds;
 * no munge key and no slurm.conf: the ``slurm`` role distributes them (munge, slurmd and
   slurmctld start only once their file exists).
 
@@ -70,23 +72,12 @@ DROPINS = {
 ML_IGNORE = ("__pycache__", "*.pyc", "*.egg-info", "build", ".pytest_cache")
 
 
-def _ml_digest() -> str:
-    h = hashlib.sha256()
-    src = ROOT / "ml"
-    for path in sorted(src.rglob("*")):
-        rel = path.relative_to(src).as_posix()
-        if path.is_file() and not any(part == "__pycache__" or part.endswith(".egg-info") or part.startswith(".")
-                                      for part in rel.split("/")) and not rel.endswith(".pyc"):
-            h.update(rel.encode() + b"\0" + path.read_bytes() + b"\0")
-    return h.hexdigest()
-
-
 def image_inputs() -> dict:
     from opsctl.sandbox.images import COMMON_FILES, MASKED_UNITS
 
     return {"recipe": RECIPE, "suite": SUITE, "include": list(BOOTSTRAP_INCLUDE), "packages": sorted(PACKAGES),
             "masked": sorted(MASKED_UNITS), "files": sorted({**COMMON_FILES, **DROPINS}.items()),
-            "torch": "2.13.0", "ml": _ml_digest(), "mirror": os.environ.get("OPSCTL_DEBIAN_MIRROR")}
+            "torch": "2.13.0", "mirror": os.environ.get("OPSCTL_DEBIAN_MIRROR")}
 
 
 def image_hash() -> str:
@@ -119,7 +110,6 @@ def _build_rootfs(root: Path, progress: Progress | None) -> None:
         _write(root, path, content)
     wheels = wheel_dir(progress)
     (root / "tmp/wheels").mkdir(parents=True, exist_ok=True)
-    shutil.copytree(ROOT / "ml", root / "tmp/ml", ignore=shutil.ignore_patterns(*ML_IGNORE))
     with _chroot_mounts(root, debs):
         subprocess.run(["mount", "--bind", str(wheels), str(root / "tmp/wheels")], check=True)
         try:
@@ -128,10 +118,10 @@ def _build_rootfs(root: Path, progress: Progress | None) -> None:
                   *PACKAGES], progress, what="apt-get install")
             _run(["chroot", str(root), "python3", "-m", "venv", VENV], progress, what="venv")
             _run(["chroot", str(root), f"{VENV}/bin/pip", "install", "-q", "--no-index", "--find-links",
-                  "/tmp/wheels", "torch==2.13.0", "/tmp/ml"], progress, what="pip install torch charlm")
+                  "/tmp/wheels", "torch==2.13.0", "numpy", "setuptools>=61"], progress, what="pip install torch")
         finally:
             subprocess.run(["umount", "-l", str(root / "tmp/wheels")], check=False)
-    for tool in ("torchrun", "charlm"):
+    for tool in ("torchrun", "charlm"):  # charlm: see install_charlm
         link = root / "usr/local/bin" / tool
         link.unlink(missing_ok=True)
         link.symlink_to(f"{VENV}/bin/{tool}")
@@ -150,7 +140,6 @@ def _build_rootfs(root: Path, progress: Progress | None) -> None:
     (root / "var/lib/dbus/machine-id").unlink(missing_ok=True)
     (root / "etc/resolv.conf").unlink(missing_ok=True)
     (root / "etc/hostname").write_text("localhost\n")
-    shutil.rmtree(root / "tmp/ml", ignore_errors=True)
     for d in ("tmp", "var/tmp", "run"):
         for child in (root / d).iterdir() if (root / d).is_dir() else ():
             if child.is_dir() and not child.is_symlink():
@@ -259,6 +248,21 @@ def start_cluster(names: Iterable[str], *, shared: Path, shared_dir: str = "/sha
         st = wait_running(c, timeout=timeout)
         _say(progress, f"{name}: {st.state} after {st.seconds:.0f} s (failed: {st.failed_units})")
     return hosts
+
+
+def install_charlm(hosts: dict, *, shared: Path, shared_dir: str = "/shared") -> None:
+    """Copy this checkout's ``ml/`` to ``<shared>/src/ml`` and install it into every host's venv."""
+    from opsctl.sandbox.containers import exec as cexec
+
+    src = shared / "src" / "ml"
+    shutil.rmtree(src, ignore_errors=True)
+    shutil.copytree(ROOT / "ml", src, ignore=shutil.ignore_patterns(*ML_IGNORE))
+    for name, c in hosts.items():
+        rc, out = cexec(c, f"cp -r {shared_dir}/src/ml /tmp/charlm-src && {VENV}/bin/pip install -q --no-deps "
+                           f"--no-build-isolation --no-index /tmp/charlm-src && rm -rf /tmp/charlm-src",
+                        environment={"PIP_FIND_LINKS": ""})
+        if rc != 0:
+            raise SandboxError(f"installing charlm on {name} failed: {out[-1500:]}", "see the pip output")
 
 
 def stop_cluster(names: Iterable[str], *, client=None, remove_network: bool = True) -> None:
