@@ -106,7 +106,8 @@ def up(site: Site, *, progress: Progress = None) -> list[HostState]:
             states.append(HostState(host.name, "container", True, f"{container.name} ({status.state})"))
         else:
             disks = _vm_disks(site, host.name)
-            vm = ZfsVM.boot(host.name, disks=disks, disk_size="1G", progress=progress)
+            # TCG on a busy 2-core machine can take minutes to reach ssh; the boot waits, never hangs.
+            vm = ZfsVM.boot(host.name, disks=disks, disk_size="1G", timeout=900, progress=progress)
             states.append(HostState(host.name, "vm", True, f"qemu pid {vm.pid}, ssh 127.0.0.1:{vm.ssh_port}, "
                                                            f"{disks} data disk(s)"))
     return states
