@@ -204,6 +204,12 @@ def _model_kwargs(cfg: TrainConfig, names: list[str], say) -> dict:
         v = getattr(cfg, key)
         if v is not None:
             kwargs[key] = v
+    if cfg.model == "transformer":
+        n_embd, n_head = kwargs.get("n_embd", 64), kwargs.get("n_head", 4)
+        if n_embd % n_head:
+            raise CharlmError(f"--n-embd {n_embd} is not divisible by --n-head {n_head}")
+    if cfg.dropout is not None and not 0 <= cfg.dropout < 1:
+        raise CharlmError(f"--dropout must be in [0, 1), got {cfg.dropout}")
     longest = max(len(w) for w in names)
     if cfg.model == "transformer" and "block_size" not in kwargs:
         kwargs["block_size"] = longest + 1  # makemore: max_word_length + 1

@@ -83,6 +83,10 @@ def test_skips_are_reported_and_crlf_is_clean(tmp_path, capsys, make_names):
 def test_bad_flags_and_missing_checkpoint(tmp_path, tiny_names, capsys):
     code, _, err = run(capsys, *train_args(tiny_names, tmp_path / "o", "--model", "mlp", "--steps", -1))
     assert code == 2 and "--steps" in err
+    code, _, err = run(capsys, *train_args(tiny_names, tmp_path / "o", "--model", "transformer", "--n-embd", 30))
+    assert code == 2 and "--n-embd 30 is not divisible by --n-head 4" in err
+    code, _, err = run(capsys, *train_args(tiny_names, tmp_path / "o", "--model", "mlp", "--dropout", 1.5))
+    assert code == 2 and "--dropout" in err
     code, _, err = run(capsys, "sample", "--checkpoint", tmp_path / "nope.pt")
     assert code == 2 and "checkpoint not found" in err
     junk = tmp_path / "junk.pt"
