@@ -437,7 +437,17 @@ def ensure_vm_image(*, progress: Progress = None) -> Path:
     with _flock(final.parent / f".{final.name}.lock"):
         if _image_complete(final):
             return final
+        _remove_stale_builds(final.parent)
         return _build_image(final, progress)
+
+
+def _remove_stale_builds(parent: Path) -> None:
+    """Delete ``.build-<hash>-<pid>`` directories left by builds whose process is gone."""
+    for d in parent.glob(".build-*-*"):
+        pid = d.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            with contextlib.suppress(SandboxError):
+                _safe_rmtree(d)
 
 
 def _build_image(final: Path, progress: Progress) -> Path:
