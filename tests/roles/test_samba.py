@@ -6,13 +6,13 @@ import pytest
 import testinfra
 from _roletest import (
     TEST_PASSWORDS,
+    converge_twice,
     docker_host_vars,
     make_site,
     molecule_playbook,
     run_playbook,
     start_container,
     write_inventory,
-    converge_twice,
 )
 
 from opsctl.render.engine import render_host

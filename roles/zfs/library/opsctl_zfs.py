@@ -61,9 +61,9 @@ actual:
   returned: when the dataset existed
 """
 
-import re
+import re  # noqa: E402 - Ansible modules put DOCUMENTATION first
 
-from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.basic import AnsibleModule  # noqa: E402 - Ansible modules put DOCUMENTATION first
 
 #: Properties whose values are sizes (``zfs get -p`` prints them in bytes; ``none`` is 0).
 SIZE_PROPERTIES = {"quota", "refquota", "reservation", "refreservation", "recordsize", "volsize",

@@ -63,10 +63,10 @@ signatures:
   returned: when the pool is absent
 """
 
-import json
-import os
+import json  # noqa: E402 - Ansible modules put DOCUMENTATION first
+import os  # noqa: E402 - Ansible modules put DOCUMENTATION first
 
-from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.basic import AnsibleModule  # noqa: E402 - Ansible modules put DOCUMENTATION first
 
 VDEV_KEYWORDS = {"mirror", "raidz", "raidz1", "raidz2", "raidz3", "draid", "spare", "log", "cache",
                  "special", "dedup"}
