@@ -223,7 +223,9 @@ def start_node(name: str, *, shared: Path, shared_dir: str, image: str, client=N
         volumes={"/sys/fs/cgroup": {"bind": "/sys/fs/cgroup", "mode": "rw"},
                  str(shared): {"bind": shared_dir, "mode": "rw"}},
         tmpfs={"/run": "rw,nosuid,nodev,mode=755", "/run/lock": "rw,nosuid,nodev,noexec"},
-        stop_signal="SIGRTMIN+3", ulimits=default_ulimits(), environment={"container": "docker"},
+        stop_signal="SIGRTMIN+3", ulimits=default_ulimits(),
+        # `docker import` images carry no PATH; `docker exec` (sbatch, squeue...) and the jobs need one
+        environment={"container": "docker", "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
         network=network, shm_size="256m")
     # the DNS alias <name> (containers are opsctl-<name>): slurm and torchrun resolve node names
     client.networks.get(network).disconnect(container)

@@ -39,8 +39,21 @@ def _need_slurm(site: Site):
     return site.slurm
 
 
+def connection(site: Site, host: str) -> Connection:
+    """:func:`~opsctl.connections.connection_for`, making sure a docker host's commands run in it.
+
+    (``connection_for`` can hand a docker host's ``docker exec`` argv to the wrong field, which
+    leaves the default local ``sh -c``; commands would then run on this machine.)
+    """
+    conn = connection_for(site.host(host))
+    if conn.testinfra_url.startswith("docker://") and conn.shell[0] != "docker":
+        user, _, name = conn.testinfra_url[len("docker://"):].partition("@")
+        conn.shell = ["docker", "exec", "-i", "-u", user, name, "sh", "-c"]
+    return conn
+
+
 def controller(site: Site) -> Connection:
-    return connection_for(site.host(_need_slurm(site).controller))
+    return connection(site, _need_slurm(site).controller)
 
 
 def _run(site: Site, command: str, stdin: str = "", timeout: float = 60) -> str:
