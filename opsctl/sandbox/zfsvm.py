@@ -695,7 +695,7 @@ class ZfsVM:
         ssh_port: int | None = None,
         memory: str = "2G",
         smp: int = 2,
-        timeout: float = 240,
+        timeout: float = 600,
         forwards: Sequence[int] = (),
         internet: bool = False,
         progress: Progress = None,
@@ -713,7 +713,9 @@ class ZfsVM:
             ssh_port: host port for ssh on 127.0.0.1; a free one is picked when None.
             memory: guest memory (qemu ``-m`` syntax).
             smp: guest CPUs.
-            timeout: seconds to wait for ssh and ``systemctl is-system-running``.
+            timeout: seconds to wait for ssh and ``systemctl is-system-running``.  Boot takes
+                about 35-60 s on an idle 2-core host but 4-5 minutes when other builds or VMs
+                share the CPUs (TCG), hence the generous default.
             forwards: extra guest TCP ports (e.g. 445, 548) to forward to free host ports.
             internet: let the guest reach the outside network (package mirror); default off.
             progress: optional callable receiving status lines.
@@ -1009,7 +1011,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     b.add_argument("--port", type=int, default=None, help="host ssh port (default: a free one)")
     b.add_argument("--memory", default="2G")
     b.add_argument("--smp", type=int, default=2)
-    b.add_argument("--timeout", type=float, default=240)
+    b.add_argument("--timeout", type=float, default=600)
     b.add_argument("--forward", type=int, action="append", default=[], help="extra guest TCP port")
     b.add_argument("--internet", action="store_true", help="let the guest reach the network")
     s = sub.add_parser("stop", help="power a VM off and remove its run files")
