@@ -21,7 +21,8 @@ from opsctl.sandbox.errors import SandboxError
 
 VM_NAME = "pytest-zfsvm"
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-HOST_TOOLS = ("qemu-system-x86_64", "qemu-img", "ssh", "ssh-keygen", "debootstrap", "mkfs.ext4")
+BOOT_TOOLS = ("qemu-system-x86_64", "qemu-img", "ssh")
+BUILD_TOOLS = ("ssh-keygen", "debootstrap", "mkfs.ext4", "unshare")
 
 
 def _cannot_run(reason: str) -> None:
@@ -32,11 +33,12 @@ def _cannot_run(reason: str) -> None:
 
 @pytest.fixture(scope="module")
 def image() -> Path:
-    missing = [t for t in HOST_TOOLS if shutil.which(t) is None]
+    built = all((zfsvm.image_dir() / f).is_file() for f in zfsvm.IMAGE_FILES)
+    missing = [t for t in BOOT_TOOLS + (() if built else BUILD_TOOLS) if shutil.which(t) is None]
     if missing:
         _cannot_run(f"missing host tools {missing}: apt-get install -y debootstrap qemu-system-x86 "
                     "qemu-utils e2fsprogs openssh-client")
-    if os.geteuid() != 0:
+    if not built and os.geteuid() != 0:
         _cannot_run("building the ZFS VM image needs root")
     return zfsvm.ensure_vm_image(progress=print)
 
