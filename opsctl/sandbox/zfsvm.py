@@ -45,6 +45,7 @@ from opsctl.sandbox.errors import SandboxError
 
 __all__ = [
     "GUEST_PACKAGES",
+    "SandboxError",
     "ZfsVM",
     "ansible_host_vars",
     "cache_root",
