@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich import box
 from rich.table import Table
 
 from opsctl.cli.common import EXIT_BAD_INPUT, JsonOpt, SiteOpt, console, err, fail, load_site, print_json
@@ -145,9 +146,14 @@ def results(site: SiteOpt = None, job_id: JobId = ..., as_json: JsonOpt = False)
         return
     if not rows:
         fail(f"no task of job {job_id} has written anything yet")
-    table = Table("task", "args", "status", "steps", "train loss", "test loss", "world", "tokens/s",
-                  title=f"job {job_id}")
+    table = Table(title=f"job {job_id}: tasks by test loss (train/test in nats)", box=box.SIMPLE_HEAD,
+                  pad_edge=False)
+    table.add_column("task", justify="right", no_wrap=True, min_width=4)
+    table.add_column("args", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    for col in ("steps", "train", "test", "ranks"):
+        table.add_column(col, justify="right", no_wrap=True)
     for r in sorted(rows, key=lambda r: (r["test_loss"] is None, r["test_loss"] or 0, r["task"])):
         table.add_row(str(r["task"]), r["args"] or "-", r["status"], _fmt(r["steps"]), _fmt(r["train_loss"]),
-                      _fmt(r["test_loss"]), _fmt(r["world_size"]), _fmt(r["tokens_per_s"], 0))
+                      _fmt(r["test_loss"]), _fmt(r["world_size"]))
     console.print(table)

@@ -152,11 +152,12 @@ def status(site: Site, job_id: str | None = None) -> list[dict]:
         if not f:
             continue
         task = f.get("ArrayTaskId")
+        nodelist = f.get("NodeList", "")
+        where = nodelist if nodelist not in ("", "(null)") else f"({f.get('Reason', '')})"
         rows.append({"job_id": f.get("ArrayJobId", f.get("JobId")) + (f"_{task}" if task else ""),
                      "name": f.get("JobName", ""), "state": f.get("JobState", ""), "time": f.get("RunTime", ""),
-                     "nodes": f.get("NumNodes", ""), "nodelist_or_reason": f.get("NodeList") if f.get("NodeList")
-                     not in (None, "(null)") else f.get("Reason", ""), "restarts": int(f.get("Restarts", 0)),
-                     "exit_code": f.get("ExitCode", "")})
+                     "nodes": f.get("NumNodes", ""), "nodelist_or_reason": where,
+                     "restarts": int(f.get("Restarts", 0)), "exit_code": f.get("ExitCode", "")})
     return rows
 
 

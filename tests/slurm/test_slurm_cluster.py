@@ -18,6 +18,7 @@ builds the bookworm image, about 8 minutes).
 from __future__ import annotations
 
 import json
+import re
 import time
 
 import pytest
@@ -181,7 +182,7 @@ def test_cancel_then_requeue_resumes_from_the_checkpoint(cluster):
     site, shared = cluster["site"], cluster["shared"]
     runner = CliRunner()
     job_id = jobs.submit(site, jobs.build_job(site, nodes=1, name="resume",
-                                              train_args=[*MLP, "--steps", "1200", "--eval-every", "100"]))
+                                              train_args=[*MLP, "--steps", "3000", "--eval-every", "100"]))
     _wait(site, job_id, timeout=600, until=lambda rows: len(_metrics(shared, job_id)) >= 3)
     res = runner.invoke(app, ["job", "cancel", "-s", str(SITE), job_id])
     assert res.exit_code == 0, res.output
@@ -189,7 +190,7 @@ def test_cancel_then_requeue_resumes_from_the_checkpoint(cluster):
     assert rows[0]["state"] == "CANCELLED", rows
     before = _metrics(shared, job_id)
     stopped_at = before[-1]["step"]
-    assert 0 < stopped_at < 1200
+    assert 0 < stopped_at < 3000
     report = json.loads((shared / "checkpoints" / f"{job_id}_0" / "report.json").read_text()) \
         if (shared / "checkpoints" / f"{job_id}_0" / "report.json").exists() else {}
     print(f"job {job_id} cancelled at step {stopped_at} (report: {report.get('status')}, {report.get('steps')})")
@@ -203,10 +204,13 @@ def test_cancel_then_requeue_resumes_from_the_checkpoint(cluster):
     after = _metrics(shared, job_id)
     steps = [r["step"] for r in after]
     print(f"job {job_id} steps logged: {steps}")
-    assert steps == sorted(steps) and steps[-1] == 1200
+    assert steps == sorted(steps) and steps[-1] == 3000
     new = after[len(before):]
     assert new and new[0]["step"] > stopped_at - 100 and new[0]["step"] > 0  # continued, not restarted at 0
     assert steps.count(0) == 1
-    assert "restart 1 " in log and f"resuming from /shared/checkpoints/{job_id}_0/ckpt_last.pt" in log
+    assert "restart 1 " in log
+    resumed = re.search(rf"resuming from /shared/checkpoints/{job_id}_0/ckpt_last.pt at step (\d+)", log)
+    assert resumed and int(resumed[1]) >= stopped_at, log[-3000:]
+    print(f"job {job_id} resumed at step {resumed[1]} after {rows[0]['restarts']} restart(s)")
     (row,) = jobs.results(site, job_id)
-    assert row["status"] == "completed" and row["steps"] == 1200
+    assert row["status"] == "completed" and row["steps"] == 3000
