@@ -272,7 +272,7 @@ def adisk_volumes(services: list[dict]) -> list[str]:
 
 
 def mdns_facts() -> dict:
-    rc, out, err = run(["avahi-browse", "-atrp", "--terminate"], timeout=30)
+    rc, out, err = run(["avahi-browse", "-atrpk", "--terminate"], timeout=30)
     services = parse_avahi_browse(out)
     facts = {"ok": rc == 0, "services": services, "types": sorted({s["type"] for s in services}),
              "adisk_volumes": adisk_volumes(services)}
