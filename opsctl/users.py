@@ -166,6 +166,18 @@ def samba_forget(site: Site, name: str) -> str:
     return "removed from the Samba database"
 
 
+def set_system_password(site: Site, name: str, password: str) -> None:
+    """AFP (uams_dhx2) checks the system password: set it with ``chpasswd`` fed through stdin.
+
+    The netatalk role only sets it for accounts without one, so a re-added user would keep the old one.
+    """
+    if "\n" in password or ":" in name:
+        raise UserError("the password must be a single line")
+    res = backup_connection(site).run_stdin("chpasswd", f"{name}:{password}\n")
+    if res.returncode != 0:
+        raise UserError(f"chpasswd for {name} failed: {(res.stderr or '').strip()}", bad_input=False)
+
+
 def destroy_dataset(site: Site, dataset: str) -> None:
     conn = backup_connection(site)
     res = conn.run(f"zfs destroy -r {shlex.quote(dataset)}")

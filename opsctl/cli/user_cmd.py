@@ -117,8 +117,17 @@ def add(
         except SpecError as exc:
             _bad(exc.problems)
     else:
-        _apply(plan, as_json=as_json, secret_vars=secrets,
-               extra_vars={"samba_password_update": True, "netatalk_password_update": True})
+        # samba_password_update: (re)set the given password even if the account is already in Samba's database;
+        # it loops over the given passwords only. (netatalk_password_update would loop over every AFP user.)
+        _apply(plan, as_json=as_json, secret_vars=secrets, extra_vars={"samba_password_update": True})
+        user = next(u for u in plan.after.backup.users if u.name == name)
+        if "afp" in user.protocols:
+            from opsctl.users import UserError, set_system_password
+
+            try:
+                set_system_password(plan.after, name, secrets["samba_passwords"][name])
+            except (UserError, SandboxError) as exc:
+                fail(f"{exc}; the user was added but cannot log in over AFP yet")
     lines = onboarding(plan.after, name)
     if as_json:
         print_json({"ok": True, "action": "add", "user": name, "applied": not no_apply, "site": str(plan.doc.path),
