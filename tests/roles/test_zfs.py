@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 
 import pytest
 from _roletest import (
@@ -129,12 +130,17 @@ def test_create_only_property_mismatch_fails_clearly(vm, converged):
     assert _zfs_get(vm, "normalization", "tank/timemachine/alice") == "formD"  # never recreated
 
 
-def test_disk_with_a_file_system_is_refused_unless_forced(vm, converged):
+def test_disk_with_a_file_system_is_refused_unless_forced(vm, tmp_path):
     disk = "/dev/disk/by-id/virtio-opsctl-disk-2"
-    vm.ssh(["mkfs.ext4", "-q", "-F", disk], check=True)
+    # The guest has no e2fsprogs: make the file system on the host side of the raw disk image,
+    # then drop the guest's cached view of the disk.
+    image = next(d["path"] for d in vm.state["disks"] if d["by_id"] == disk)
+    subprocess.run(["mkfs.ext4", "-q", "-F", image], check=True)
+    vm.ssh(f"blockdev --flushbufs {disk} && sync && echo 3 > /proc/sys/vm/drop_caches", check=True)
+    assert "ext4" in vm.ssh(["wipefs", "-n", disk], check=True).stdout
     data = sandbox_site_data()
     data["backup"]["pool"] = {"name": "scratch", "vdevs": [{"type": "stripe", "disks": [disk]}]}
-    inventory = _inventory(converged["tmp"] / "inventory-ext4.yml", vm, data)
+    inventory = _inventory(tmp_path / "inventory-ext4.yml", vm, data)
 
     refused = run_playbook(PLAYBOOK, inventory)
     assert refused.rc != 0
