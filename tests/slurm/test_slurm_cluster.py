@@ -214,3 +214,24 @@ def test_cancel_then_requeue_resumes_from_the_checkpoint(cluster):
     print(f"job {job_id} resumed at step {resumed[1]} after {rows[0]['restarts']} restart(s)")
     (row,) = jobs.results(site, job_id)
     assert row["status"] == "completed" and row["steps"] == 3000
+
+
+def test_preemption_signal_checkpoints_requeues_and_resumes(cluster):
+    """What ``--signal=B:SIGTERM@120`` does before a time limit or preemption: SIGTERM to the batch
+    shell only. The script signals the step (charlm checkpoints, exits 0), requeues the job, and the
+    next run resumes at exactly the interrupted step."""
+    site, shared = cluster["site"], cluster["shared"]
+    job_id = jobs.submit(site, jobs.build_job(site, nodes=1, name="preempt",
+                                              train_args=[*MLP, "--steps", "3000", "--eval-every", "100"]))
+    _wait(site, job_id, timeout=600, until=lambda rows: len(_metrics(shared, job_id)) >= 3)
+    _exec("slurmctl", f"scancel --batch --signal=TERM {job_id}")
+    rows = _wait(site, job_id, timeout=900, until=lambda rows: bool(rows) and rows[0]["state"] in DONE)
+    log = jobs.logs(site, job_id)
+    assert rows[0]["state"] == "COMPLETED" and rows[0]["restarts"] == 1, (rows, log[-3000:])
+    assert f"requeueing {job_id}" in log
+    interrupted = re.search(r"charlm: interrupted: mlp after (\d+) steps", log)
+    resumed = re.search(r"resuming from \S+ckpt_last.pt at step (\d+)", log)
+    assert interrupted and resumed and interrupted[1] == resumed[1], log[-3000:]
+    print(f"job {job_id}: interrupted at step {interrupted[1]}, requeued, resumed at step {resumed[1]}")
+    (row,) = jobs.results(site, job_id)
+    assert row["status"] == "completed" and row["steps"] == 3000
