@@ -111,6 +111,22 @@ def test_provision_converges_and_is_idempotent(cluster):
     assert second.changed == 0, [(c["host"], c.get("task")) for c in second.changes]
 
 
+def test_deployed_configs_are_the_rendered_templates(cluster):
+    """One source of truth: the role installs exactly what `opsctl render` renders (slurm.conf with
+    the sandbox's container-mode switch on, which `opsctl render` leaves at its production default)."""
+    from opsctl.render.context import context_for
+    from opsctl.render.engine import environment, render_host
+
+    site = cluster["site"]
+    for host in HOSTS:
+        rendered = {f.path: f.content for f in render_host(site, host)}
+        assert _exec(host, "cat /etc/slurm/cgroup.conf") == rendered["slurm/cgroup.conf"]
+        conf = environment().get_template("slurm/slurm.conf.j2").render(opsctl=context_for(site, host),
+                                                                        slurm_container_mode=True)
+        assert _exec(host, "cat /etc/slurm/slurm.conf") == conf
+        assert "ProctrackType=proctrack/cgroup" in rendered["slurm/slurm.conf"]  # production default
+
+
 def test_one_munge_key_everywhere_and_never_logged(cluster):
     sums = {h: _exec(h, "sha256sum /etc/munge/munge.key").split()[0] for h in HOSTS}
     assert len(set(sums.values())) == 1, sums
