@@ -60,10 +60,10 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--smoothing", type=float, help="add-k smoothing (bigram)")
     o.add_argument(
         "--batching",
-        choices=["bucket", "mixed"],
-        default="bucket",
-        help="transformer batches: one name length per batch (no padding computed) or uniformly mixed "
-        "lengths padded to the batch's longest name",
+        choices=["mixed", "bucket"],
+        default="mixed",
+        help="transformer batches: names drawn uniformly, padded to the batch's longest name (padding "
+        "masked; best loss per step) or one name length per batch (no padding computed; most tokens/s)",
     )
     d = t.add_argument_group("data")
     d.add_argument("--max-len", type=_positive_int, default=64, help="skip (and count) names longer than this")

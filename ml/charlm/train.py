@@ -37,7 +37,7 @@ TRAIN_DEFAULTS = {
     "nbigram": dict(steps=1000, batch_size=8192, optimizer="sgd", lr=50.0, weight_decay=0.0, warmup=0, grad_clip=0.0),
     "mlp": dict(steps=20000, batch_size=512, optimizer="adamw", lr=3e-3, weight_decay=0.01, warmup=200, grad_clip=1.0),
     "transformer": dict(
-        steps=10000, batch_size=64, optimizer="adamw", lr=2e-3, weight_decay=0.01, warmup=100, grad_clip=1.0
+        steps=10000, batch_size=64, optimizer="adamw", lr=1.5e-3, weight_decay=0.01, warmup=100, grad_clip=1.0
     ),
 }
 # Which model-shape options apply to which model (None = the model's own default).
@@ -78,7 +78,7 @@ class TrainConfig:
     # data
     max_len: int = 64
     val_size: int = 0
-    batching: str = "bucket"  # transformer: "bucket" (one length per batch) or "mixed" (padded)
+    batching: str = "mixed"  # transformer: "mixed" (uniform names, padded) or "bucket" (one length per batch)
     # job
     seed: int = 3407
     resume: bool = False

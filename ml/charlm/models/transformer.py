@@ -7,8 +7,6 @@ Attention is causal: position t only sees positions <= t.
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -79,17 +77,8 @@ class Transformer(nn.Module):
         self.blocks = nn.ModuleList([Block(n_embd, n_head, dropout) for _ in range(n_layer)])
         self.ln_f = nn.LayerNorm(n_embd)
         self.lm_head = nn.Linear(n_embd, vocab_size, bias=False)
-        # GPT-2 initialisation; residual projections scaled down by depth
-        for name, p in self.named_parameters():
-            if name.endswith("bias"):
-                nn.init.zeros_(p)
-            elif p.dim() == 2:
-                std = (
-                    0.02 / math.sqrt(2 * n_layer)
-                    if name.endswith("c_proj.weight") or name.endswith("mlp.2.weight")
-                    else 0.02
-                )
-                nn.init.normal_(p, mean=0.0, std=std)
+        # PyTorch's default initialisation, as in makemore: with this tiny model it learns
+        # markedly faster per step than GPT-2's N(0, 0.02) (measured on names.txt)
 
     def config(self) -> dict:
         return dict(self._config)
