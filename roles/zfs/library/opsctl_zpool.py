@@ -33,7 +33,9 @@ options:
     type: dict
     default: {}
   force_disks:
-    description: Create even on disks that carry signatures (passes C(-f) to C(zpool create)). Destroys their data.
+    description:
+      - Create even on disks that carry signatures - their signatures are erased with C(wipefs --all)
+        and C(-f) is passed to C(zpool create). Destroys their data.
     type: bool
     default: false
 author: opsctl
@@ -111,6 +113,13 @@ def disk_signatures(module: AnsibleModule, disk: str) -> list[str]:
     return found
 
 
+def settle(module: AnsibleModule) -> None:
+    """Wait for udev to process the disks' change events (a no-op where udevadm is missing)."""
+    udevadm = module.get_bin_path("udevadm")
+    if udevadm:
+        module.run_command([udevadm, "settle", "--timeout=60"])
+
+
 def main() -> None:
     module = AnsibleModule(
         argument_spec={
@@ -155,6 +164,14 @@ def main() -> None:
                   diff={"before": f"pool {name}: absent\n", "after": f"pool {name}: {' '.join(argv)}\n"})
     if module.check_mode:
         module.exit_json(**result)
+    if signatures:
+        # Forced: clear the old signatures first so neither libblkid nor udev keeps describing the
+        # disk by its previous content while zpool partitions it.
+        for disk in signatures:
+            rc, out, err = module.run_command(["wipefs", "--all", disk])
+            if rc != 0:
+                module.fail_json(msg=f"`wipefs --all {disk}` failed (rc {rc}): {err.strip()}", **result)
+        settle(module)
     rc, out, err = module.run_command(argv)
     if rc != 0:
         module.fail_json(msg=f"`{' '.join(argv)}` failed (rc {rc}): {err.strip() or out.strip()}", **result)
