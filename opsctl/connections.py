@@ -80,7 +80,8 @@ def connection_for(host: Host) -> Connection:
         return Connection(host.name, {"ansible_connection": "community.docker.docker", "ansible_host": name,
                                       "ansible_user": host.user,
                                       "ansible_python_interpreter": "/usr/bin/python3"},
-                          f"docker://{host.user}@{name}", ["docker", "exec", "-i", "-u", host.user, name, "sh", "-c"])
+                          f"docker://{host.user}@{name}",
+                          shell=["docker", "exec", "-i", "-u", host.user, name, "sh", "-c"])
     if host.connection == "local":
         return Connection(host.name, {"ansible_connection": "local",
                                       "ansible_python_interpreter": "/usr/bin/python3"}, "local://")

@@ -40,16 +40,8 @@ def _need_slurm(site: Site):
 
 
 def connection(site: Site, host: str) -> Connection:
-    """:func:`~opsctl.connections.connection_for`, making sure a docker host's commands run in it.
-
-    (``connection_for`` can hand a docker host's ``docker exec`` argv to the wrong field, which
-    leaves the default local ``sh -c``; commands would then run on this machine.)
-    """
-    conn = connection_for(site.host(host))
-    if conn.testinfra_url.startswith("docker://") and conn.shell[0] != "docker":
-        user, _, name = conn.testinfra_url[len("docker://"):].partition("@")
-        conn.shell = ["docker", "exec", "-i", "-u", user, name, "sh", "-c"]
-    return conn
+    """How to reach ``host`` (:func:`~opsctl.connections.connection_for`)."""
+    return connection_for(site.host(host))
 
 
 def controller(site: Site) -> Connection:
