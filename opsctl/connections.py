@@ -20,20 +20,22 @@ class Connection:
     testinfra_url: str = "local://"
     testinfra_kwargs: dict = field(default_factory=dict)
     #: argv prefix that runs one shell command string on the host with our stdin attached
-    shell: list[str] = field(default_factory=lambda: ["sh", "-c"])
+    exec_prefix: list[str] = field(default_factory=lambda: ["sh", "-c"])
 
     def run_stdin(self, command: str, data: str | bytes, timeout: float = 60) -> subprocess.CompletedProcess:
         """Run ``command`` on the host feeding ``data`` on stdin: secrets go this way, never in argv."""
-        if self.shell[0] == "ssh" and self.shell[-1] == "-c":  # ssh ... sudo sh -c: the remote shell re-parses
-            command = _q(command)
-        return subprocess.run([*self.shell, command], input=data, capture_output=True,
+        return subprocess.run(self.argv(command), input=data, capture_output=True,
                               text=isinstance(data, str), timeout=timeout)
 
     def popen(self, command: str, **kwargs) -> subprocess.Popen:
         """Start ``command`` on the host (stdout/stderr as given in ``kwargs``), for streaming."""
-        if self.shell[0] == "ssh" and self.shell[-1] == "-c":
+        return subprocess.Popen(self.argv(command), **kwargs)
+
+    def argv(self, command: str) -> list[str]:
+        """The local argv that runs the shell string ``command`` on the host."""
+        if self.exec_prefix[0] == "ssh" and self.exec_prefix[-1] == "-c":  # ssh ... sudo sh -c: remote re-parses
             command = _q(command)
-        return subprocess.Popen([*self.shell, command], **kwargs)
+        return [*self.exec_prefix, command]
 
     def testinfra(self):
         """A ``testinfra.host.Host`` for this host (commands run as the connection's user)."""
@@ -81,7 +83,7 @@ def connection_for(host: Host) -> Connection:
                                       "ansible_user": host.user,
                                       "ansible_python_interpreter": "/usr/bin/python3"},
                           f"docker://{host.user}@{name}",
-                          shell=["docker", "exec", "-i", "-u", host.user, name, "sh", "-c"])
+                          exec_prefix=["docker", "exec", "-i", "-u", host.user, name, "sh", "-c"])
     if host.connection == "local":
         return Connection(host.name, {"ansible_connection": "local",
                                       "ansible_python_interpreter": "/usr/bin/python3"}, "local://")
