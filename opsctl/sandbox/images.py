@@ -220,7 +220,8 @@ KINDS: dict[str, ImageSpec] = {
         files=(NOFILE_SHIM_DROPIN,),
         nofile_shim=True,
     ),
-    "trainer": ImageSpec(kind="trainer", packages=("python3-venv",)),
+    # docker-cli: the trainer drives the machine's engine through the mounted socket (no network to apt from)
+    "trainer": ImageSpec(kind="trainer", packages=("python3-venv", "docker-cli")),
     "slurm": ImageSpec(
         kind="slurm",
         packages=("slurmctld", "slurmd", "slurm-client", "munge"),
