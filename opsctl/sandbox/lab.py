@@ -72,17 +72,22 @@ def _container_volumes(site: Site, name: str) -> dict:
     return volumes
 
 
-def _drop_if_mounts_differ(name: str, volumes: dict, progress: Progress) -> None:
-    """A container of that name made for something else (other binds) is replaced, not reused."""
+def _drop_if_stale(name: str, kind: str, volumes: dict, progress: Progress) -> None:
+    """A container of that name from an older image or made for something else (other binds) is
+    replaced, not reused."""
     from opsctl.sandbox.containers import container_name, list_hosts, stop_host
+    from opsctl.sandbox.images import image_tag
 
     for container in list_hosts():
         if container.name != container_name(name):
             continue
         have = {m.get("Source"): m.get("Destination") for m in container.attrs.get("Mounts", [])}
-        if any(have.get(src) != spec["bind"] for src, spec in volumes.items()):
+        other_mounts = any(have.get(src) != spec["bind"] for src, spec in volumes.items())
+        old_image = image_tag(kind) not in container.image.tags
+        if other_mounts or old_image:
             if progress:
-                progress(f"{container.name} runs with other mounts: recreating it")
+                progress(f"{container.name} runs {'an older image' if old_image else 'with other mounts'}: "
+                         "recreating it")
             stop_host(name)
 
 
@@ -95,7 +100,8 @@ def up(site: Site, *, progress: Progress = None) -> list[HostState]:
     hosts = [site.host(n) for n in sandbox_hosts(site)]
     for host in sorted(hosts, key=lambda h: h.sandbox != "container"):
         if host.sandbox == "container":
-            _drop_if_mounts_differ(host.name, _container_volumes(site, host.name), progress)
+            _drop_if_stale(host.name, _container_kind(site, host.name), _container_volumes(site, host.name),
+                           progress)
             container = start_host(host.name, _container_kind(site, host.name),
                                    extra_args=["systemd.mask=nmbd.service"],
                                    volumes=_container_volumes(site, host.name), progress=progress)
