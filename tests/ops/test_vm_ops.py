@@ -46,7 +46,9 @@ def opsctl(*args: str, input: str | None = None, env: dict | None = None, timeou
     res = subprocess.run([sys.executable, "-m", "opsctl", *args], input=input, capture_output=True, text=True,
                          timeout=timeout, env={**os.environ, "COLUMNS": "200", **(env or {})},
                          stdin=None if input is not None else subprocess.DEVNULL)
-    TIMINGS[" ".join(args[:2])] = round(time.monotonic() - started, 1)
+    key = " ".join(args[:2])
+    key = next(k for k in (key, *(f"{key} #{i}" for i in range(2, 99))) if k not in TIMINGS)
+    TIMINGS[key] = round(time.monotonic() - started, 1)
     return res
 
 
