@@ -141,7 +141,7 @@ def avahi(p: Probe, ctx: dict) -> Iterator[Check]:
     if not b["avahi"]["enabled"]:
         return
     yield p.check("avahi-daemon running", p.host.service("avahi-daemon").is_running)
-    out = p.run("avahi-browse -atrp --terminate")
+    out = p.run("avahi-browse -atrpk --terminate")  # -k: raw service types, not "Apple TimeMachine"
     lines = [line.split(";") for line in out.stdout.splitlines() if line.startswith("=")]
     seen = {fields[4]: fields for fields in lines if len(fields) > 4}
     want = ["_device-info._tcp", "_adisk._tcp"]
