@@ -17,26 +17,40 @@ from tools import IN_CI, NAMES, REPO
 pytestmark = [pytest.mark.vm, pytest.mark.docker]
 
 
+# The embedded default site with its hosts renamed, so the test never touches a developer's own
+# sandbox (`backup`, `trainer`) and always starts from freshly booted hosts.
+SITE = REPO / "inventory" / "sandbox.yml"
+RENAMED = SITE.read_text().replace("name: backup", "name: itest-backup").replace(
+    "host: backup", "host: itest-backup").replace("name: trainer", "name: itest-trainer").replace(
+    "host: trainer", "host: itest-trainer")
+
+
 def opsctl(*args: str, timeout: float = 1800) -> subprocess.CompletedProcess:
+    env = {**os.environ, "COLUMNS": "200", "OPSCTL_SITE": os.environ["_ITEST_SITE"]}
     return subprocess.run([sys.executable, "-m", "opsctl", *args], cwd=REPO, capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, "COLUMNS": "200"})
+                          timeout=timeout, env=env)
 
 
 @pytest.fixture(scope="module")
-def sandbox():
+def sandbox(tmp_path_factory):
     if not NAMES.exists():
         pytest.fail(f"names file {NAMES} missing") if IN_CI else pytest.skip(f"{NAMES} missing")
+    site = tmp_path_factory.mktemp("itest") / "site.yml"
+    site.write_text(RENAMED)
+    os.environ["_ITEST_SITE"] = str(site)
+    opsctl("sandbox", "down")
     proc = opsctl("sandbox", "up", "--json", timeout=3600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     yield json.loads(proc.stdout)
     opsctl("sandbox", "down")
+    os.environ.pop("_ITEST_SITE", None)
 
 
 def test_provision_then_idempotent(sandbox):
     first = opsctl("provision", "--json")
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     report = json.loads(first.stdout)
-    assert set(report["hosts"]) == {"backup", "trainer"}
+    assert set(report["hosts"]) == {"itest-backup", "itest-trainer"}
     assert report["changed"] > 0
     second = opsctl("provision", "--json")
     assert second.returncode == 0, second.stderr[-2000:]
@@ -61,14 +75,14 @@ def test_verify_catches_drift(sandbox):
     from opsctl.connections import connection_for
     from opsctl.spec import load
 
-    site = load().site
-    conn = connection_for(site.host("backup"))
+    site = load(os.environ["_ITEST_SITE"]).site
+    conn = connection_for(site.host("itest-backup"))
     assert conn.run_stdin("zfs set quota=300M tank/timemachine/bob", "").returncode == 0
     proc = opsctl("verify", "--json")
     assert proc.returncode == 1
     failed = [c for c in json.loads(proc.stdout)["checks"] if not c["ok"]]
     assert [c["name"] for c in failed] == ["dataset tank/timemachine/bob properties"]
-    fix = json.loads(opsctl("provision", "--json", "--limit", "backup").stdout)
+    fix = json.loads(opsctl("provision", "--json", "--limit", "itest-backup").stdout)
     assert fix["changed"] >= 1
     assert opsctl("verify").returncode == 0
 
