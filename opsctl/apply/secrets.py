@@ -57,14 +57,20 @@ def sandbox_store() -> Path:
     return cache_dir() / "sandbox" / "secrets.json"
 
 
+#: AFP's "Cleartxt Passwrd" UAM (the only one netatalk-tests' afparg speaks, which `opsctl verify` uses
+#: to open volumes) carries at most 8 characters, so sandbox passwords have exactly 8. Sandbox only:
+#: the VM listens on loopback; real sites bring their own passwords.
+SANDBOX_PASSWORD_CHARS = 8
+
+
 def _sandbox_passwords(users: list[str]) -> dict[str, str]:
     store = sandbox_store()
     store.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     data = json.loads(store.read_text()) if store.exists() else {}
     changed = False
     for user in users:
-        if user not in data:
-            data[user] = secrets.token_urlsafe(18)
+        if len(data.get(user, "")) != SANDBOX_PASSWORD_CHARS:
+            data[user] = secrets.token_urlsafe(SANDBOX_PASSWORD_CHARS)[:SANDBOX_PASSWORD_CHARS]
             changed = True
     if changed or not store.exists():
         tmp = store.with_suffix(".tmp")
