@@ -13,17 +13,11 @@ import typer
 from rich.table import Table
 
 from opsctl.cli.common import EXIT_BAD_INPUT, JsonOpt, SiteOpt, console, err, fail, load_site, print_json
+from opsctl.status import human_size
 
 
 def _size(n) -> str:
-    if n is None:
-        return "–"
-    value = float(n)
-    for unit in ("B", "K", "M", "G", "T", "P"):
-        if value < 1024 or unit == "P":
-            return f"{value:.0f}{unit}" if unit == "B" else f"{value:.1f}{unit}"
-        value /= 1024
-    return str(n)
+    return human_size(n)
 
 
 def _ago(ts: float | None, now: float) -> str:

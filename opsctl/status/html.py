@@ -13,6 +13,7 @@ from html import escape
 from pathlib import Path
 
 from opsctl.spec.edit import atomic_write
+from opsctl.status import human_size
 
 CSS = """
 body{font-family:-apple-system,"Segoe UI",Helvetica,Arial,sans-serif;margin:24px;color:#1d1d1f;background:#fafafa}
@@ -31,14 +32,7 @@ tr.stale td{background:#fdecea}tr.stale td.last{color:#b71c1c;font-weight:600}
 
 
 def _size(n: int | float | None) -> str:
-    if n is None:
-        return "–"
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
-        if value < 1024 or unit == "PiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return str(n)
+    return human_size(n, iec=True)
 
 
 def _when(ts: float | None, now: float) -> str:
