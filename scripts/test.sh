@@ -14,4 +14,9 @@ yamllint -s .
 ansible-lint -q --profile production roles playbooks
 
 echo "== tests"
+# Two workers, one test file each at a time: the VM and Slurm modules spend much of their time
+# waiting (boots, ssh round trips, Slurm's requeue delay), so two files overlap well on 2 cores.
+if [ "$#" -eq 0 ]; then
+    exec pytest -n 2 --dist loadfile
+fi
 exec pytest "$@"

@@ -12,6 +12,7 @@ Sources, first match wins per user:
 
 from __future__ import annotations
 
+import fcntl
 import getpass
 import json
 import os
@@ -66,6 +67,13 @@ SANDBOX_PASSWORD_CHARS = 8
 def _sandbox_passwords(users: list[str]) -> dict[str, str]:
     store = sandbox_store()
     store.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    # Several opsctl processes (parallel test workers) may fill the store at once: one at a time.
+    with open(store.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _fill_store(store, users)
+
+
+def _fill_store(store: Path, users: list[str]) -> dict[str, str]:
     data = json.loads(store.read_text()) if store.exists() else {}
     changed = False
     for user in users:
