@@ -15,6 +15,7 @@ Example::
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import subprocess
@@ -177,7 +178,13 @@ def ensure_docker(
     client = _ping()
     if client is not None:
         return client
+    # Parallel callers (test workers, two opsctl commands) must not both install or start dockerd.
+    with open(cache_dir() / "dockerd.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _ping() or _install_and_start(progress, timeout)
 
+
+def _install_and_start(progress: Progress | None, timeout: float) -> docker.DockerClient:
     docker_host = os.environ.get("DOCKER_HOST", "")
     if docker_host and not docker_host.startswith("unix://"):
         raise SandboxError(
