@@ -29,13 +29,17 @@ def _printable(value: str) -> str:
     return value.encode("unicode_escape").decode("ascii") if not value.isascii() or not value.isprintable() else value
 
 
+def _match(pattern: re.Pattern, value: str, problem: str) -> str:
+    """``value`` if it is a string ``pattern`` matches whole; else ValueError "'value' <problem>"."""
+    if not isinstance(value, str) or not pattern.fullmatch(value):
+        raise ValueError(f"{_printable(str(value))!r} {problem}")
+    return value
+
+
 def check_posix_user(value: str) -> str:
-    if not isinstance(value, str) or not _POSIX_USER.fullmatch(value):
-        raise ValueError(
-            f"{_printable(str(value))!r} is not a valid POSIX user name; use 1-32 characters: "
-            "lowercase ASCII letters, digits, '_' or '-', starting with a letter or '_' "
-            "(no spaces, quotes, shell characters or look-alike unicode letters)"
-        )
+    _match(_POSIX_USER, value, "is not a valid POSIX user name; use 1-32 characters: "
+           "lowercase ASCII letters, digits, '_' or '-', starting with a letter or '_' "
+           "(no spaces, quotes, shell characters or look-alike unicode letters)")
     if value in RESERVED_USERS:
         raise ValueError(f"{value!r} is a system account name; pick a personal name such as 'alice'")
     return value
@@ -57,12 +61,8 @@ _SHARE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", re.ASCII)
 
 
 def check_share_name(value: str) -> str:
-    if not isinstance(value, str) or not _SHARE.fullmatch(value):
-        raise ValueError(
-            f"{_printable(str(value))!r} is not a valid share name; use 1-64 ASCII letters, digits, "
-            "'.', '_' or '-', starting with a letter or digit"
-        )
-    return value
+    return _match(_SHARE, value, "is not a valid share name; use 1-64 ASCII letters, digits, "
+                  "'.', '_' or '-', starting with a letter or digit")
 
 
 ZPOOL_RESERVED = frozenset({"log", "cache", "special", "dedup"})
@@ -124,24 +124,16 @@ _IMAGE = re.compile(r"[a-z0-9][a-z0-9._/:@-]{0,254}", re.ASCII)
 
 
 def check_image(value: str) -> str:
-    if not isinstance(value, str) or not _IMAGE.fullmatch(value):
-        raise ValueError(
-            f"{_printable(str(value))!r} is not a valid container image reference; use e.g. "
-            "'opsctl/charlm:latest' (lowercase, no spaces)"
-        )
-    return value
+    return _match(_IMAGE, value, "is not a valid container image reference; use e.g. "
+                  "'opsctl/charlm:latest' (lowercase, no spaces)")
 
 
 _MODEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9,._ -]{0,63}", re.ASCII)
 
 
 def check_device_model(value: str) -> str:
-    if not isinstance(value, str) or not _MODEL.fullmatch(value):
-        raise ValueError(
-            f"{_printable(str(value))!r} is not a valid Apple device model; use e.g. 'TimeCapsule8,119', "
-            "'MacPro7,1' or 'RackMac'"
-        )
-    return value
+    return _match(_MODEL, value, "is not a valid Apple device model; use e.g. 'TimeCapsule8,119', "
+                  "'MacPro7,1' or 'RackMac'")
 
 
 _FREE_TEXT = re.compile(r"[A-Za-z0-9 ,._()%-]{0,64}", re.ASCII)
@@ -149,12 +141,8 @@ _FREE_TEXT = re.compile(r"[A-Za-z0-9 ,._()%-]{0,64}", re.ASCII)
 
 def check_free_text(value: str) -> str:
     """Short descriptive text that lands in config files (server string, advertised name)."""
-    if not isinstance(value, str) or not _FREE_TEXT.fullmatch(value):
-        raise ValueError(
-            f"{_printable(str(value))!r} contains characters that are not allowed here; use at most 64 "
-            "ASCII letters, digits, spaces and , . _ ( ) % -"
-        )
-    return value
+    return _match(_FREE_TEXT, value, "contains characters that are not allowed here; use at most 64 "
+                  "ASCII letters, digits, spaces and , . _ ( ) % -")
 
 
 # --------------------------------------------------------------------------- sizes
