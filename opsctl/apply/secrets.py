@@ -12,7 +12,6 @@ Sources, first match wins per user:
 
 from __future__ import annotations
 
-import fcntl
 import getpass
 import json
 import os
@@ -23,6 +22,7 @@ from pathlib import Path
 
 import yaml
 
+from opsctl.locks import file_lock
 from opsctl.spec.models import Site
 
 
@@ -68,8 +68,7 @@ def _sandbox_passwords(users: list[str]) -> dict[str, str]:
     store = sandbox_store()
     store.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     # Several opsctl processes (parallel test workers) may fill the store at once: one at a time.
-    with open(store.with_suffix(".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with file_lock(store.with_suffix(".lock")):
         return _fill_store(store, users)
 
 

@@ -15,7 +15,6 @@ Example::
 
 from __future__ import annotations
 
-import fcntl
 import os
 import shutil
 import subprocess
@@ -26,6 +25,7 @@ from pathlib import Path
 import docker
 import docker.errors
 
+from opsctl.locks import file_lock
 from opsctl.sandbox.errors import SandboxError
 
 #: Default Docker socket that a locally started ``dockerd`` listens on.
@@ -179,8 +179,7 @@ def ensure_docker(
     if client is not None:
         return client
     # Parallel callers (test workers, two opsctl commands) must not both install or start dockerd.
-    with open(cache_dir() / "dockerd.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with file_lock(cache_dir() / "dockerd.lock"):
         return _ping() or _install_and_start(progress, timeout)
 
 

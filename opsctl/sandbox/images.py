@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import fcntl
 import hashlib
 import json
 import os
@@ -36,6 +35,7 @@ from pathlib import Path
 
 import docker.errors
 
+from opsctl.locks import file_lock
 from opsctl.sandbox.engine import Progress, apt_install, cache_dir, ensure_docker
 from opsctl.sandbox.errors import SandboxError
 
@@ -295,17 +295,6 @@ def _say(progress: Progress | None, msg: str) -> None:
         progress(msg)
 
 
-@contextlib.contextmanager
-def _lock(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
 def _run(cmd: list[str], progress: Progress | None, *, what: str, env: dict | None = None) -> str:
     """Run a build command, streaming its output lines to ``progress``; raise on failure."""
     _say(progress, f"$ {' '.join(cmd)}")
@@ -545,7 +534,7 @@ def ensure_image(kind: str, *, progress: Progress | None = None, client=None) ->
         return tag
     cache = cache_dir()
     tarball = cache / "rootfs" / f"{kind}-{digest[:12]}.tar"
-    with _lock(cache / "locks" / f"image-{kind}.lock"):
+    with file_lock(cache / "locks" / f"image-{kind}.lock"):
         if _has_image(client, tag):  # built by someone else while we waited
             _say(progress, f"image {tag} present: reusing")
             return tag

@@ -152,7 +152,7 @@ def ensure_slurm_image(progress: Progress | None = None, client=None) -> str:
     """Build (once; cached by :func:`image_hash`) and return the bookworm Slurm image tag."""
     import docker.errors
 
-    from opsctl.sandbox.images import _lock
+    from opsctl.locks import file_lock
 
     client = client or ensure_docker(progress=progress)
     tag = image_tag()
@@ -160,7 +160,7 @@ def ensure_slurm_image(progress: Progress | None = None, client=None) -> str:
         client.images.get(tag)
         _say(progress, f"image {tag} present: reusing")
         return tag
-    with _lock(cache_dir() / "locks" / "image-slurm-bookworm.lock"):
+    with file_lock(cache_dir() / "locks" / "image-slurm-bookworm.lock"):
         with contextlib.suppress(docker.errors.ImageNotFound):
             client.images.get(tag)
             return tag

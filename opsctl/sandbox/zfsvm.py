@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -37,10 +36,11 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from opsctl.locks import file_lock
 from opsctl.sandbox.errors import SandboxError
 
 __all__ = [
@@ -258,17 +258,6 @@ def _emit(progress: Progress, message: str) -> None:
         progress(message)
 
 
-@contextlib.contextmanager
-def _flock(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
 # -------------------------------------------------------------------------------------- image
 
 
@@ -435,7 +424,7 @@ def ensure_vm_image(*, progress: Progress = None) -> Path:
     final = image_dir()
     if _image_complete(final):
         return final
-    with _flock(final.parent / f".{final.name}.lock"):
+    with file_lock(final.parent / f".{final.name}.lock"):
         if _image_complete(final):
             return final
         _remove_stale_builds(final.parent)
@@ -733,7 +722,7 @@ class ZfsVM:
             vm.ssh("zpool create tank mirror " + " ".join(vm.disk_ids), check=True)
         """
         _require_tools("qemu-system-x86_64", "qemu-img", "ssh")
-        with _flock(_run_dir() / f".{name}.lock"):
+        with file_lock(_run_dir() / f".{name}.lock"):
             with contextlib.suppress(SandboxError):
                 existing = cls.load(name)
                 if existing.is_running():
