@@ -60,6 +60,10 @@ def docker_host_vars(container: str) -> dict:
             "ansible_python_interpreter": "/usr/bin/python3"}
 
 
+#: The inventory group of each sandbox site host.
+GROUPS = {"backup": "backup_servers", "trainer": "training_hosts"}
+
+
 def write_inventory(path: Path, site: Site, hosts: dict[str, dict]) -> Path:
     """Write an inventory: ``hosts`` maps inventory name -> {"site_host", "groups", "vars"}.
 
@@ -72,6 +76,14 @@ def write_inventory(path: Path, site: Site, hosts: dict[str, dict]) -> Path:
             groups.setdefault(group, {"hosts": {}})["hosts"][name] = hostvars
     path.write_text(yaml.safe_dump({"all": {"children": groups}}, sort_keys=False))
     return path
+
+
+def container_inventory(path: Path, site: Site, name: str, site_host: str, **hostvars) -> Path:
+    """Inventory of the one sandbox container ``opsctl-<name>`` standing in for ``site_host``."""
+    return write_inventory(path, site, {
+        name: {"site_host": site_host, "groups": [GROUPS[site_host]],
+               "vars": {**docker_host_vars(f"opsctl-{name}"), **hostvars}},
+    })
 
 
 @dataclass
@@ -164,3 +176,30 @@ def start_container(name: str, kind: str, **kw):
     status = wait_running(container, timeout=240)
     print(f"opsctl-{name}: {status.state} after {status.seconds:.1f}s; failed units {status.failed_units}")
     return container
+
+
+def container_fixture(name: str, kind: str, **kw):
+    """A module-scoped fixture: the sandbox host ``opsctl-<name>`` from image ``kind`` (extra
+    arguments go to ``start_host``, e.g. ``volumes``), removed when the module is done."""
+
+    @pytest.fixture(scope="module")
+    def container():
+        from opsctl.sandbox.containers import stop_host
+
+        c = start_container(name, kind, **kw)
+        yield c
+        stop_host(name)
+
+    return container
+
+
+def testinfra_fixture(name: str):
+    """A module-scoped ``host`` fixture: testinfra on ``opsctl-<name>`` once ``converged`` ran."""
+
+    @pytest.fixture(scope="module")
+    def host(converged):
+        import testinfra
+
+        return testinfra.get_host(f"docker://opsctl-{name}")
+
+    return host

@@ -8,28 +8,18 @@ from __future__ import annotations
 
 import pytest
 from _roletest import (
-    docker_host_vars,
+    container_fixture,
+    container_inventory,
     make_site,
     molecule_playbook,
     run_playbook,
     sandbox_site_data,
-    start_container,
-    write_inventory,
 )
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
 NAME = "rt-apptainer"
-CONTAINER = f"opsctl-{NAME}"
-
-
-@pytest.fixture(scope="module")
-def container():
-    from opsctl.sandbox.containers import stop_host
-
-    c = start_container(NAME, "trainer")
-    yield c
-    stop_host(NAME)
+container = container_fixture(NAME, "trainer")
 
 
 @pytest.fixture(scope="module")
@@ -37,9 +27,7 @@ def inventory(container, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("apptainer")
     data = sandbox_site_data()
     data["training"]["runtime"] = "apptainer"
-    return write_inventory(tmp / "inventory.yml", make_site(data), {
-        NAME: {"site_host": "trainer", "groups": ["training_hosts"], "vars": docker_host_vars(CONTAINER)},
-    })
+    return container_inventory(tmp / "inventory.yml", make_site(data), NAME, "trainer")
 
 
 def test_no_package_and_no_deb_fails_with_what_to_set(inventory):

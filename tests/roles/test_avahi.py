@@ -5,16 +5,15 @@ from __future__ import annotations
 import shlex
 
 import pytest
-import testinfra
 from _roletest import (
+    container_fixture,
+    container_inventory,
     converge_twice,
-    docker_host_vars,
     make_site,
     molecule_playbook,
     run_playbook,
     sandbox_site_data,
-    start_container,
-    write_inventory,
+    testinfra_fixture,
 )
 
 from opsctl.render.engine import render_host
@@ -22,24 +21,13 @@ from opsctl.render.engine import render_host
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
 NAME = "rt-avahi"
-CONTAINER = f"opsctl-{NAME}"
 FOREIGN = "<?xml version=\"1.0\"?>\n<!-- the admin's own file, not opsctl's -->\n<service-group/>\n"
 STALE = "<?xml version=\"1.0\"?>\n<!-- Rendered by opsctl for backup: an old service -->\n<service-group/>\n"
-
-
-@pytest.fixture(scope="module")
-def container():
-    from opsctl.sandbox.containers import stop_host
-
-    c = start_container(NAME, "backup")
-    yield c
-    stop_host(NAME)
+container = container_fixture(NAME, "backup")
 
 
 def _inventory(path, site):
-    return write_inventory(path, site, {
-        NAME: {"site_host": "backup", "groups": ["backup_servers"], "vars": docker_host_vars(CONTAINER)},
-    })
+    return container_inventory(path, site, NAME, "backup")
 
 
 @pytest.fixture(scope="module")
@@ -57,9 +45,7 @@ def converged(container, tmp_path_factory):
     return {"site": site, "inventory": inventory, "first": first, "second": second, "tmp": tmp}
 
 
-@pytest.fixture(scope="module")
-def host(converged):
-    return testinfra.get_host(f"docker://{CONTAINER}")
+host = testinfra_fixture(NAME)
 
 
 def test_second_converge_changes_nothing(converged):

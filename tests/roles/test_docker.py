@@ -14,13 +14,12 @@ import pytest
 import testinfra
 from _roletest import (
     cannot_run,
+    container_fixture,
+    container_inventory,
     converge_twice,
-    docker_host_vars,
     make_site,
     molecule_playbook,
     run_playbook,
-    start_container,
-    write_inventory,
 )
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
@@ -36,25 +35,14 @@ def docker_mounts() -> dict:
         cannot_run("no docker CLI on this machine to mount into the trainer container")
     return {SOCKET: {"bind": SOCKET, "mode": "rw"},
             str(Path(cli).resolve()): {"bind": "/usr/local/bin/docker", "mode": "ro"}}
-
-
-@pytest.fixture(scope="module")
-def container():
-    from opsctl.sandbox.containers import stop_host
-
-    c = start_container(NAME, "trainer", volumes=docker_mounts())
-    yield c
-    stop_host(NAME)
+container = container_fixture(NAME, "trainer", volumes=docker_mounts())
 
 
 @pytest.fixture(scope="module")
 def inventory(container, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("docker")
-    return write_inventory(tmp / "inventory.yml", make_site(), {
-        NAME: {"site_host": "trainer", "groups": ["training_hosts"],
-               "vars": {**docker_host_vars(CONTAINER), "docker_engine": "external",
-                        "docker_install_packages": False}},
-    }), tmp
+    return container_inventory(tmp / "inventory.yml", make_site(), NAME, "trainer",
+                               docker_engine="external", docker_install_packages=False), tmp
 
 
 def test_external_engine_converges_idempotently(inventory):

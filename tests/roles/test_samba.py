@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import pytest
-import testinfra
 from _roletest import (
     TEST_PASSWORDS,
+    container_fixture,
+    container_inventory,
     converge_twice,
-    docker_host_vars,
     make_site,
     molecule_playbook,
     run_playbook,
-    start_container,
-    write_inventory,
+    testinfra_fixture,
 )
 
 from opsctl.render.engine import render_host
@@ -20,33 +19,19 @@ from opsctl.render.engine import render_host
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
 NAME = "rt-samba"
-CONTAINER = f"opsctl-{NAME}"
-
-
-@pytest.fixture(scope="module")
-def container():
-    from opsctl.sandbox.containers import stop_host
-
-    c = start_container(NAME, "backup")
-    yield c
-    stop_host(NAME)
+container = container_fixture(NAME, "backup")
 
 
 @pytest.fixture(scope="module")
 def converged(container, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("samba")
     site = make_site()
-    inventory = write_inventory(tmp / "inventory.yml", site, {
-        NAME: {"site_host": "backup", "groups": ["backup_servers"],
-               "vars": {**docker_host_vars(CONTAINER), "samba_passwords": TEST_PASSWORDS}},
-    })
+    inventory = container_inventory(tmp / "inventory.yml", site, NAME, "backup", samba_passwords=TEST_PASSWORDS)
     first, second = converge_twice(molecule_playbook("samba"), inventory, NAME, tmp)
     return {"site": site, "inventory": inventory, "first": first, "second": second, "tmp": tmp}
 
 
-@pytest.fixture(scope="module")
-def host(converged):
-    return testinfra.get_host(f"docker://{CONTAINER}")
+host = testinfra_fixture(NAME)
 
 
 def test_second_converge_changes_nothing(converged):

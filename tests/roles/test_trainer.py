@@ -8,8 +8,14 @@ file and the ML source are in place, and the job's docker-run script reaches the
 from __future__ import annotations
 
 import pytest
-import testinfra
-from _roletest import REPO, converge_twice, docker_host_vars, make_site, start_container, write_inventory
+from _roletest import (
+    REPO,
+    container_fixture,
+    container_inventory,
+    converge_twice,
+    make_site,
+    testinfra_fixture,
+)
 from test_docker import docker_mounts
 
 from opsctl.render.engine import render_host
@@ -17,18 +23,9 @@ from opsctl.render.engine import render_host
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
 NAME = "rt-trainer"
-CONTAINER = f"opsctl-{NAME}"
 JOB = "/opt/opsctl/job"
 NAMES = "emma\nolivia\nava\nisabella\nsophia\n"
-
-
-@pytest.fixture(scope="module")
-def container():
-    from opsctl.sandbox.containers import stop_host
-
-    c = start_container(NAME, "trainer", volumes=docker_mounts())
-    yield c
-    stop_host(NAME)
+container = container_fixture(NAME, "trainer", volumes=docker_mounts())
 
 
 @pytest.fixture(scope="module")
@@ -37,18 +34,13 @@ def converged(container, tmp_path_factory):
     names = tmp / "names.txt"
     names.write_text(NAMES)
     site = make_site()
-    inventory = write_inventory(tmp / "inventory.yml", site, {
-        NAME: {"site_host": "trainer", "groups": ["training_hosts"],
-               "vars": {**docker_host_vars(CONTAINER), "docker_engine": "external",
-                        "docker_install_packages": False, "trainer_names_file": str(names)}},
-    })
+    inventory = container_inventory(tmp / "inventory.yml", site, NAME, "trainer", docker_engine="external",
+                                    docker_install_packages=False, trainer_names_file=str(names))
     first, second = converge_twice(REPO / "playbooks" / "training_host.yml", inventory, NAME, tmp)
     return {"site": site, "first": first, "second": second}
 
 
-@pytest.fixture(scope="module")
-def host(converged):
-    return testinfra.get_host(f"docker://{CONTAINER}")
+host = testinfra_fixture(NAME)
 
 
 def test_second_converge_changes_nothing(converged):
