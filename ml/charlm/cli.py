@@ -62,8 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--batching",
         choices=["mixed", "bucket"],
         default="mixed",
-        help="transformer batches: names drawn uniformly, padded to the batch's longest name (padding "
-        "masked; best loss per step) or one name length per batch (no padding computed; most tokens/s)",
+        help="transformer batches: names drawn uniformly (default; the layers run on the real characters "
+        "only, padding is never computed) or one name length per batch (same speed, learns less per step)",
     )
     d = t.add_argument_group("data")
     d.add_argument("--max-len", type=_positive_int, default=64, help="skip (and count) names longer than this")

@@ -37,7 +37,7 @@ TRAIN_DEFAULTS = {
     "nbigram": dict(steps=1000, batch_size=8192, optimizer="sgd", lr=50.0, weight_decay=0.0, warmup=0, grad_clip=0.0),
     "mlp": dict(steps=20000, batch_size=512, optimizer="adamw", lr=3e-3, weight_decay=0.01, warmup=200, grad_clip=1.0),
     "transformer": dict(
-        steps=10000, batch_size=64, optimizer="adamw", lr=1.5e-3, weight_decay=0.01, warmup=100, grad_clip=1.0
+        steps=10000, batch_size=64, optimizer="adamw", lr=1e-3, weight_decay=0.01, warmup=100, grad_clip=1.0
     ),
 }
 # Which model-shape options apply to which model (None = the model's own default).
@@ -78,7 +78,7 @@ class TrainConfig:
     # data
     max_len: int = 64
     val_size: int = 0
-    batching: str = "mixed"  # transformer: "mixed" (uniform names, padded) or "bucket" (one length per batch)
+    batching: str = "mixed"  # transformer: "mixed" (uniform names, real positions only) or "bucket" (one length)
     # job
     seed: int = 3407
     resume: bool = False
@@ -464,9 +464,15 @@ def _run(cfg, device, info, threads, say, stop, t_job) -> dict:
         t0 = time.perf_counter()
         x, y = draw(batch, sampler)
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        n_local = int((y != IGNORE_INDEX).sum()) if padded else y.numel()
-        with autocast:
-            logits = fwd(x)
+        if padded:  # the model computes the real positions only (see models/transformer.py)
+            valid = y != IGNORE_INDEX
+            y = y[valid]
+            with autocast:
+                logits = fwd(x, valid)
+        else:
+            with autocast:
+                logits = fwd(x)
+        n_local = y.numel()
         lsum = loss_sum(logits, y)
         local_tokens += n_local
         if info.enabled:

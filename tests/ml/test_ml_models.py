@@ -59,6 +59,31 @@ def test_transformer_is_causal():
         m(torch.zeros(1, 9, dtype=torch.long))
 
 
+def test_transformer_on_real_positions_only_equals_the_padded_computation():
+    """Mixed-length batches: with `valid`, the position-wise layers run on the real tokens
+    only; logits and every gradient must equal those of the full padded computation."""
+    names = ["emma", "olivia", "ava", "isabella", "mia", "bo", "x"]
+    v = Vocab.from_names(names)
+    ds = SeqBuckets.build(names, v)
+    x, y = ds.X_all, ds.Y_all  # padded to the longest name, targets -1 on padding
+    valid = y != -1
+    torch.manual_seed(0)
+    a = build_model("transformer", v.size, block_size=x.shape[1], n_embd=16, n_layer=2, n_head=2)
+    b = build_model("transformer", v.size, block_size=x.shape[1], n_embd=16, n_layer=2, n_head=2)
+    b.load_state_dict(a.state_dict())
+    full = a(x)
+    packed = b(x, valid)
+    assert packed.shape == (int(valid.sum()), v.size)
+    assert torch.allclose(full[valid], packed, atol=1e-5)
+    lf = torch.nn.functional.cross_entropy(full.reshape(-1, v.size), y.reshape(-1), ignore_index=-1)
+    lp = torch.nn.functional.cross_entropy(packed, y[valid])
+    assert lf.item() == pytest.approx(lp.item(), abs=1e-6)
+    lf.backward()
+    lp.backward()
+    for (name, pa), pb in zip(a.named_parameters(), b.parameters(), strict=True):
+        assert torch.allclose(pa.grad, pb.grad, atol=1e-6), name
+
+
 @pytest.mark.parametrize("kwargs", [{}, {"batchnorm": True, "activation": "gelu", "dropout": 0.1, "n_layer": 3}])
 def test_mlp_shapes_and_initial_loss(kwargs):
     torch.manual_seed(0)
