@@ -203,3 +203,18 @@ def testinfra_fixture(name: str):
         return testinfra.get_host(f"docker://opsctl-{name}")
 
     return host
+
+
+def converged_fixture(role: str, name: str, site_host: str, **hostvars):
+    """A module-scoped ``converged`` fixture: the role's Molecule converge playbook run twice on
+    the ``container`` fixture's host for the default site; returns site, inventory, both runs, tmp."""
+
+    @pytest.fixture(scope="module")
+    def converged(container, tmp_path_factory):
+        tmp = tmp_path_factory.mktemp(role)
+        site = make_site()
+        inventory = container_inventory(tmp / "inventory.yml", site, name, site_host, **hostvars)
+        first, second = converge_twice(molecule_playbook(role), inventory, name, tmp)
+        return {"site": site, "inventory": inventory, "first": first, "second": second, "tmp": tmp}
+
+    return converged

@@ -6,9 +6,7 @@ import pytest
 from _roletest import (
     TEST_PASSWORDS,
     container_fixture,
-    container_inventory,
-    converge_twice,
-    make_site,
+    converged_fixture,
     molecule_playbook,
     run_playbook,
     testinfra_fixture,
@@ -20,17 +18,7 @@ pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
 NAME = "rt-samba"
 container = container_fixture(NAME, "backup")
-
-
-@pytest.fixture(scope="module")
-def converged(container, tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("samba")
-    site = make_site()
-    inventory = container_inventory(tmp / "inventory.yml", site, NAME, "backup", samba_passwords=TEST_PASSWORDS)
-    first, second = converge_twice(molecule_playbook("samba"), inventory, NAME, tmp)
-    return {"site": site, "inventory": inventory, "first": first, "second": second, "tmp": tmp}
-
-
+converged = converged_fixture("samba", NAME, "backup", samba_passwords=TEST_PASSWORDS)
 host = testinfra_fixture(NAME)
 
 
