@@ -35,7 +35,17 @@ from charlm.sample import sample_names
 TRAIN_DEFAULTS = {
     "bigram": dict(steps=0),
     "nbigram": dict(steps=1000, batch_size=8192, optimizer="sgd", lr=50.0, weight_decay=0.0, warmup=0, grad_clip=0.0),
-    "mlp": dict(steps=20000, batch_size=512, optimizer="adamw", lr=3e-3, weight_decay=0.01, warmup=200, grad_clip=1.0),
+    # dropout 0.2: without it the default MLP overfits within 180 s on 2 cores (train 1.58, test 1.98 nats)
+    "mlp": dict(
+        steps=20000,
+        batch_size=512,
+        optimizer="adamw",
+        lr=3e-3,
+        weight_decay=0.01,
+        warmup=200,
+        grad_clip=1.0,
+        dropout=0.2,
+    ),
     "transformer": dict(
         steps=10000, batch_size=64, optimizer="adamw", lr=1e-3, weight_decay=0.01, warmup=100, grad_clip=1.0
     ),
@@ -201,7 +211,7 @@ class Progress:
 def _model_kwargs(cfg: TrainConfig, names: list[str], say) -> dict:
     kwargs = {}
     for key in MODEL_OPTIONS[cfg.model]:
-        v = getattr(cfg, key)
+        v = cfg.resolved(key)  # the flag, else the model's training default (e.g. mlp dropout)
         if v is not None:
             kwargs[key] = v
     if cfg.model == "transformer":

@@ -216,3 +216,14 @@ def test_checkpoint_is_atomic(tmp_path, monkeypatch):
     monkeypatch.undo()
     assert checkpoint.load(str(path))["v"] == 1  # the old checkpoint is intact
     assert [p.name for p in tmp_path.iterdir()] == ["c.pt"]  # no temp file left behind
+
+
+def test_model_training_defaults_apply_and_flags_override(tiny_names, tmp_path):
+    """The MLP trains with dropout 0.2 unless --dropout says otherwise; the model records it."""
+    common = dict(data=tiny_names, model="mlp", steps=2, eval_every=1, quiet=True, notify=False, num_samples=0)
+    rep = train(TrainConfig(out=str(tmp_path / "default"), **common, **SMALL_MLP))
+    assert rep["model_config"]["dropout"] == 0.2
+    rep = train(TrainConfig(out=str(tmp_path / "flag"), dropout=0.0, **common, **SMALL_MLP))
+    assert rep["model_config"]["dropout"] == 0.0
+    rep = train(TrainConfig(out=str(tmp_path / "tf"), **dict(common, model="transformer"), **SMALL_TF))
+    assert rep["model_config"]["dropout"] == 0.0
