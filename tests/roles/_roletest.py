@@ -193,7 +193,7 @@ def container_fixture(name: str, kind: str, **kw):
     return container
 
 
-def testinfra_fixture(name: str):
+def host_fixture(name: str):
     """A module-scoped ``host`` fixture: testinfra on ``opsctl-<name>`` once ``converged`` ran."""
 
     @pytest.fixture(scope="module")

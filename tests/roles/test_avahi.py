@@ -9,11 +9,11 @@ from _roletest import (
     container_fixture,
     container_inventory,
     converge_twice,
+    host_fixture,
     make_site,
     molecule_playbook,
     run_playbook,
     sandbox_site_data,
-    testinfra_fixture,
 )
 
 from opsctl.render.engine import render_host
@@ -45,7 +45,7 @@ def converged(container, tmp_path_factory):
     return {"site": site, "inventory": inventory, "first": first, "second": second, "tmp": tmp}
 
 
-host = testinfra_fixture(NAME)
+host = host_fixture(NAME)
 
 
 def test_second_converge_changes_nothing(converged):

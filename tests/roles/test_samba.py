@@ -7,9 +7,9 @@ from _roletest import (
     TEST_PASSWORDS,
     container_fixture,
     converged_fixture,
+    host_fixture,
     molecule_playbook,
     run_playbook,
-    testinfra_fixture,
 )
 
 from opsctl.render.engine import render_host
@@ -19,7 +19,7 @@ pytestmark = [pytest.mark.docker, pytest.mark.slow]
 NAME = "rt-samba"
 container = container_fixture(NAME, "backup")
 converged = converged_fixture("samba", NAME, "backup", samba_passwords=TEST_PASSWORDS)
-host = testinfra_fixture(NAME)
+host = host_fixture(NAME)
 
 
 def test_second_converge_changes_nothing(converged):

@@ -13,8 +13,8 @@ from _roletest import (
     container_fixture,
     container_inventory,
     converge_twice,
+    host_fixture,
     make_site,
-    testinfra_fixture,
 )
 from test_docker import docker_mounts
 
@@ -40,7 +40,7 @@ def converged(container, tmp_path_factory):
     return {"site": site, "first": first, "second": second}
 
 
-host = testinfra_fixture(NAME)
+host = host_fixture(NAME)
 
 
 def test_second_converge_changes_nothing(converged):
