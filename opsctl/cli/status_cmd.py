@@ -16,10 +16,6 @@ from opsctl.cli.common import EXIT_BAD_INPUT, JsonOpt, SiteOpt, console, err, fa
 from opsctl.status import human_size
 
 
-def _size(n) -> str:
-    return human_size(n)
-
-
 def _ago(ts: float | None, now: float) -> str:
     if ts is None:
         return "never"
@@ -44,7 +40,7 @@ def _show(facts: dict, stale_days: float, quota_percent: float, now: float) -> N
     scrub = _ago(pool.get("scrub_time"), now)
     console.print(
         f"[bold]{host}[/]  pool [bold]{pool['name']}[/] [{style}]{pool.get('health') or 'missing'}[/]"
-        f"  {_size(pool.get('allocated_bytes'))} of {_size(pool.get('size_bytes'))}"
+        f"  {human_size(pool.get('allocated_bytes'))} of {human_size(pool.get('size_bytes'))}"
         f" ({pool.get('capacity_percent', '–')}%)  scrub: {scrub}"
         f"  errors r/w/c: {errors.get('read', 0)}/{errors.get('write', 0)}/{errors.get('cksum', 0)}",
         highlight=False, soft_wrap=True)
@@ -68,7 +64,8 @@ def _show(facts: dict, stale_days: float, quota_percent: float, now: float) -> N
         stale = last is None or now - last > stale_days * 86400
         table.add_row(
             user["user"] + ("" if user.get("exists") else " [red](no dataset)[/]"),
-            _size(user.get("used_bytes")), _size(user.get("quota_bytes")) if user.get("quota_bytes") else "none",
+            human_size(user.get("used_bytes")),
+            human_size(user.get("quota_bytes")) if user.get("quota_bytes") else "none",
             f"[{pstyle}]{percent:.1f}[/]" if percent is not None and pstyle else
             (f"{percent:.1f}" if percent is not None else "–"),
             f"[red]{_ago(last, now)}[/]" if stale else _ago(last, now),

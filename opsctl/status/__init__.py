@@ -31,11 +31,11 @@ def human_size(n: int | float | None, *, iec: bool = False) -> str:
     units = ("B", "KiB", "MiB", "GiB", "TiB", "PiB") if iec else ("B", "K", "M", "G", "T", "P")
     sep = " " if iec else ""
     value = float(n)
-    for unit in units:
-        if value < 1024 or unit == units[-1]:
+    for unit in units[:-1]:
+        if value < 1024:
             return f"{value:.0f}{sep}{unit}" if unit == "B" else f"{value:.1f}{sep}{unit}"
         value /= 1024
-    return str(n)
+    return f"{value:.1f}{sep}{units[-1]}"
 
 
 def backup_hosts(site: Site) -> list[str]:
