@@ -201,9 +201,25 @@ def ours(names_path, kind, out, threads, **kw):
     return train(cfg)
 
 
+def ours_same_size(args, kind, out, **extra):
+    """charlm at makemore's model size (SAME_SIZE), timed for --throughput-seconds like the baseline."""
+    return ours(
+        args.names,
+        kind,
+        out,
+        args.threads,
+        time_budget=args.throughput_seconds,
+        eval_every=10**9,
+        warmup=0,
+        **SAME_SIZE[kind],
+        **extra,
+    )
+
+
 def parse_overrides(items, parser) -> dict:
-    """KEY=VALUE pairs -> TrainConfig keyword arguments, typed like the field's default."""
-    fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
+    """KEY=VALUE pairs -> TrainConfig keyword arguments; VALUE is read as JSON (0.1, 32, true),
+    else kept as a string."""
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
     out = {}
     for item in items:
         key, sep, value = item.partition("=")
@@ -279,16 +295,7 @@ def main(argv=None) -> int:
         )
         if kind in MAKEMORE_MODELS:
             base = makemore_throughput(kind, split.train, args.throughput_seconds)
-            same = ours(
-                args.names,
-                kind,
-                out + "-same-size",
-                args.threads,
-                time_budget=args.throughput_seconds,
-                eval_every=10**9,
-                warmup=0,
-                **SAME_SIZE[kind],
-            )
+            same = ours_same_size(args, kind, out + "-same-size")
             r["makemore"] = base
             r["ours_same_size"] = {
                 "real_tokens_per_s": same["tokens_per_s"],
@@ -297,17 +304,7 @@ def main(argv=None) -> int:
             }
             r["throughput_ratio"] = same["tokens_per_s"] / base["real_tokens_per_s"]
             if kind == "transformer":  # also at makemore's own batch of 32 names
-                b32 = ours(
-                    args.names,
-                    kind,
-                    out + "-same-size-b32",
-                    args.threads,
-                    time_budget=args.throughput_seconds,
-                    eval_every=10**9,
-                    warmup=0,
-                    batch_size=32,
-                    **SAME_SIZE[kind],
-                )
+                b32 = ours_same_size(args, kind, out + "-same-size-b32", batch_size=32)
                 r["ours_same_size_b32"] = {"real_tokens_per_s": b32["tokens_per_s"]}
                 r["throughput_ratio_b32"] = b32["tokens_per_s"] / base["real_tokens_per_s"]
             print(
