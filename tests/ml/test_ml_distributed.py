@@ -111,5 +111,5 @@ def test_torchrun_two_cpu_processes(tiny_names, tmp_path):
     assert sorted(p.name for p in out.iterdir()) == sorted(
         ["ckpt_best.pt", "ckpt_last.pt", "loss.png", "metrics.jsonl", "report.json", "samples.txt"]
     )
-    ck = torch.load(out / "ckpt_last.pt", weights_only=False)
+    ck = torch.load(out / "ckpt_last.pt", weights_only=True)
     assert len(ck["rng"]) == 2  # both ranks' sampler states, for an exact resume

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 from charlm import checkpoint
+from charlm.errors import CharlmError
 from charlm.metrics import read_jsonl
 from charlm.train import TrainConfig, train
 
@@ -189,8 +190,8 @@ def test_sigterm_then_resume_is_bit_for_bit(tiny_names, tmp_path, popen_charlm, 
     rep = train(TrainConfig(out=str(part), threads=1, resume=True, **base))
     assert rep["status"] == "completed" and rep["steps"] == steps
     assert curve(part) == curve(full)
-    a = torch.load(full / "ckpt_last.pt", weights_only=False)["model_state"]
-    b = torch.load(part / "ckpt_last.pt", weights_only=False)["model_state"]
+    a = torch.load(full / "ckpt_last.pt", weights_only=True)["model_state"]
+    b = torch.load(part / "ckpt_last.pt", weights_only=True)["model_state"]
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
@@ -227,3 +228,61 @@ def test_model_training_defaults_apply_and_flags_override(tiny_names, tmp_path):
     assert rep["model_config"]["dropout"] == 0.0
     rep = train(TrainConfig(out=str(tmp_path / "tf"), **dict(common, model="transformer"), **SMALL_TF))
     assert rep["model_config"]["dropout"] == 0.0
+
+
+class _Payload:
+    """Unpickling this object calls ``open(path, "w")``: it creates a file (the stand-in for a command)."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def test_checkpoint_whose_pickle_runs_code_is_refused_and_nothing_runs(tmp_path, tiny_names, capsys):
+    """A planted checkpoint is data only: loaded with weights_only=True, a pickle that would call
+    anything (here open(..., "w")) is refused with a clear error before it runs."""
+    from charlm.cli import main
+
+    marker = tmp_path / "pwned"
+    out = tmp_path / "run"
+    out.mkdir()
+    planted = {"format": 1, "model_kind": "mlp", "model_state": {}, "step": 0, "x": _Payload(marker)}
+    torch.save(planted, out / checkpoint.LAST)
+    assert not marker.exists()
+    with pytest.raises(CharlmError, match=r"refusing checkpoint .*ckpt_last.pt: it would call .*open when loaded"):
+        checkpoint.load(str(out / checkpoint.LAST))
+    assert not marker.exists()
+    # the same through `charlm train --resume` (what a requeued Slurm job runs): one line, exit 2
+    code = main(["train", "--data", str(tiny_names), "--out", str(out), "--model", "mlp", "--steps", "5",
+                 "--resume", "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and "refusing checkpoint" in err and "Traceback" not in err, err
+    assert not marker.exists()
+
+
+def test_rng_states_are_plain_data(tiny_names, tmp_path):
+    """Every value in a checkpoint is a tensor, number, string, None, list/tuple or dict, so it
+    loads with weights_only=True; RNG states round-trip exactly."""
+    import random
+
+    import numpy as np
+
+    gen = torch.Generator().manual_seed(5)
+    torch.manual_seed(1)
+    np.random.seed(2)
+    random.seed(3)
+    np.random.standard_normal()  # leaves a cached gaussian in the legacy state
+    state = checkpoint.rng_state(gen)
+    path = tmp_path / "c.pt"
+    checkpoint.atomic_save({"model_kind": "x", "model_state": {}, "rng": [state]}, str(path))
+    expect = (torch.rand(3), np.random.standard_normal(3), random.random(), torch.rand(3, generator=gen))
+    torch.manual_seed(9)
+    np.random.seed(9)
+    random.seed(9)
+    gen.manual_seed(9)
+    checkpoint.set_rng_state(checkpoint.load(str(path))["rng"][0], gen)
+    got = (torch.rand(3), np.random.standard_normal(3), random.random(), torch.rand(3, generator=gen))
+    assert torch.equal(got[0], expect[0]) and (got[1] == expect[1]).all() and got[2] == expect[2]
+    assert torch.equal(got[3], expect[3])
