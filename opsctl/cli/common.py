@@ -1,5 +1,9 @@
 """What every command shares: the Rich consoles, the ``--site`` option, spec loading with
-clean errors (exit 2, no traceback), and JSON output."""
+clean errors (exit 2, no traceback), and JSON output.
+
+Text from users and hosts (error messages with spec values, file and mDNS names, probe output) is
+never parsed as Rich markup: build output with :func:`styled` / ``rich.text.Text`` or print it with
+``markup=False``, so ``[bold red]x`` prints literally and ``[/]`` cannot crash a command."""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ from typing import Annotated, NoReturn
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 from opsctl.spec import DEFAULT_SITE, Loaded, SpecError, load
 
@@ -28,8 +33,15 @@ SiteOpt = Annotated[
 JsonOpt = Annotated[bool, typer.Option("--json", help="print machine-readable JSON instead of tables")]
 
 
+def styled(*parts: str | Text | tuple[str, str]) -> Text:
+    """A ``Text`` from plain strings, ``Text`` and ``(text, style)`` pairs; no part is parsed as markup."""
+    return Text.assemble(*(p if isinstance(p, Text) else (str(p[0]), p[1]) if isinstance(p, tuple) else str(p)
+                           for p in parts))
+
+
 def fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    """Print ``error: message`` (``message`` literally: it carries user values) and exit with ``code``."""
+    err.print(styled(("error:", "bold red"), " ", str(message)), highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -41,7 +53,7 @@ def load_site(path: Path | None, *, quiet: bool = False) -> Loaded:
         for problem in exc.problems:
             err.print(f"error: {problem}", style="red", highlight=False, soft_wrap=True, markup=False)
         err.print(f"{len(exc.problems)} problem(s) in {exc.path}; nothing was applied.", style="red",
-                  soft_wrap=True, highlight=False)
+                  soft_wrap=True, highlight=False, markup=False)
         raise typer.Exit(EXIT_BAD_INPUT) from None
     if not quiet:
         for warning in loaded.warnings:

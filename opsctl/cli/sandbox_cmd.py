@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from opsctl.cli.common import JsonOpt, SiteOpt, console, err, fail, load_site, print_json
 from opsctl.sandbox.errors import SandboxError
@@ -13,7 +14,7 @@ app = typer.Typer(help="Local sandbox hosts: systemd containers and a qemu VM wi
 
 
 def _say(line: str) -> None:
-    err.print(f"[dim]{line}[/]", highlight=False, soft_wrap=True)
+    err.print(line, style="dim", highlight=False, soft_wrap=True, markup=False)
 
 
 @app.command()
@@ -42,7 +43,7 @@ def down(site: SiteOpt = None) -> None:
         stopped = lab.down(loaded.site, progress=_say)
     except SandboxError as exc:
         fail(str(exc))
-    console.print(f"stopped: {', '.join(stopped) or 'nothing was running'}")
+    console.print(f"stopped: {', '.join(stopped) or 'nothing was running'}", markup=False, highlight=False)
 
 
 @app.command()
@@ -62,5 +63,6 @@ def _show(states, as_json: bool) -> None:
     for col in ("host", "kind", "running", "detail"):
         table.add_column(col)
     for s in states:
-        table.add_row(s.name, s.kind, "[green]yes[/]" if s.running else "[red]no[/]", s.detail)
+        table.add_row(Text(str(s.name)), Text(str(s.kind)),
+                      Text("yes", style="green") if s.running else Text("no", style="red"), Text(str(s.detail or "")))
     console.print(table)

@@ -1,6 +1,9 @@
 """``opsctl status``: read-only health of the backup hosts, as a table, JSON, Prometheus text or HTML;
 ``--alert`` notifies state changes (pool not ONLINE, quota above 90 %, stale backups) and exits 1
-while any alert fires."""
+while any alert fires.
+
+Everything the probe reports (pool, service, user, bundle and mDNS names, error text) comes from the
+host and is printed literally (``Text``, never Rich markup)."""
 
 from __future__ import annotations
 
@@ -10,9 +13,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
-from opsctl.cli.common import EXIT_BAD_INPUT, JsonOpt, SiteOpt, console, err, fail, load_site, print_json
+from opsctl.cli.common import EXIT_BAD_INPUT, JsonOpt, SiteOpt, console, err, fail, load_site, print_json, styled
 from opsctl.status import human_size
 
 
@@ -29,31 +34,33 @@ def _ago(ts: float | None, now: float) -> str:
 
 
 def _show(facts: dict, stale_days: float, quota_percent: float, now: float) -> None:
-    host = facts["host"]
+    host = str(facts["host"])
     if facts.get("probe_error"):
-        console.print(f"[bold red]{host}: cannot probe[/]: {facts['probe_error']}", highlight=False,
+        console.print(styled((f"{host}: cannot probe", "bold red"), ": ", str(facts["probe_error"])), highlight=False,
                       soft_wrap=True)
         return
     pool = facts["pool"]
     style = "green" if pool.get("healthy") else "bold red"
     errors = pool.get("errors") or {}
     scrub = _ago(pool.get("scrub_time"), now)
-    console.print(
-        f"[bold]{host}[/]  pool [bold]{pool['name']}[/] [{style}]{pool.get('health') or 'missing'}[/]"
+    console.print(styled(
+        (host, "bold"), "  pool ", (str(pool["name"]), "bold"), " ", (str(pool.get("health") or "missing"), style),
         f"  {human_size(pool.get('allocated_bytes'))} of {human_size(pool.get('size_bytes'))}"
         f" ({pool.get('capacity_percent', '–')}%)  scrub: {scrub}"
-        f"  errors r/w/c: {errors.get('read', 0)}/{errors.get('write', 0)}/{errors.get('cksum', 0)}",
+        f"  errors r/w/c: {errors.get('read', 0)}/{errors.get('write', 0)}/{errors.get('cksum', 0)}"),
         highlight=False, soft_wrap=True)
     if pool.get("status_x") and not pool.get("healthy"):
-        console.print(f"  [red]{pool['status_x']}[/]", highlight=False, markup=False)
-    services = "  ".join(f"[{'green' if s == 'active' else 'red'}]{name}: {s}[/]"
-                         for name, s in facts.get("services", {}).items())
-    console.print(f"  services: {services or 'none'}", highlight=False)
+        console.print(f"  {pool['status_x']}", style="red", highlight=False, markup=False)
+    services = Text("  ").join(styled((f"{name}: {s}", "green" if s == "active" else "red"))
+                               for name, s in (facts.get("services") or {}).items())
+    console.print(styled("  services: ", services if services else "none"), highlight=False, soft_wrap=True)
     mdns = facts.get("mdns") or {}
     if not mdns.get("skipped"):
-        console.print(f"  mDNS: {', '.join(mdns.get('types') or []) or '[red]nothing seen[/]'}"
-                      f"  adisk volumes: {', '.join(mdns.get('adisk_volumes') or []) or '–'}", highlight=False)
-    table = Table(title=f"{host}: Time Machine users", title_justify="left")
+        types = ", ".join(str(t) for t in mdns.get("types") or [])
+        volumes = ", ".join(str(v) for v in mdns.get("adisk_volumes") or [])
+        console.print(styled("  mDNS: ", (types, "") if types else ("nothing seen", "red"),
+                             f"  adisk volumes: {volumes or '–'}"), highlight=False, soft_wrap=True)
+    table = Table(title=Text(f"{host}: Time Machine users"), title_justify="left")
     for col, justify in (("user", "left"), ("used", "right"), ("quota", "right"), ("%", "right"),
                          ("last backup", "left"), ("bundles", "left"), ("mDNS", "left")):
         table.add_column(col, justify=justify)
@@ -63,17 +70,16 @@ def _show(facts: dict, stale_days: float, quota_percent: float, now: float) -> N
         last = user.get("last_backup")
         stale = last is None or now - last > stale_days * 86400
         table.add_row(
-            user["user"] + ("" if user.get("exists") else " [red](no dataset)[/]"),
-            human_size(user.get("used_bytes")),
-            human_size(user.get("quota_bytes")) if user.get("quota_bytes") else "none",
-            f"[{pstyle}]{percent:.1f}[/]" if percent is not None and pstyle else
-            (f"{percent:.1f}" if percent is not None else "–"),
-            f"[red]{_ago(last, now)}[/]" if stale else _ago(last, now),
-            ", ".join(b["name"] for b in user.get("bundles", [])) or "–",
-            "–" if mdns.get("skipped") else ("yes" if user.get("advertised") else "[red]no[/]"))
+            styled(str(user["user"]), *(() if user.get("exists") else (" ", ("(no dataset)", "red")))),
+            Text(human_size(user.get("used_bytes"))),
+            Text(human_size(user.get("quota_bytes")) if user.get("quota_bytes") else "none"),
+            Text(f"{percent:.1f}" if percent is not None else "–", style=pstyle),
+            Text(_ago(last, now), style="red" if stale else ""),
+            Text(", ".join(str(b["name"]) for b in user.get("bundles", [])) or "–"),
+            Text("–") if mdns.get("skipped") else (Text("yes") if user.get("advertised") else Text("no", style="red")))
     console.print(table)
     for problem in facts.get("errors", []):
-        console.print(f"  [red]problem:[/] {problem}", highlight=False)
+        console.print(styled("  ", ("problem:", "red"), " ", str(problem)), highlight=False, soft_wrap=True)
 
 
 def _alerts(all_facts: list[dict], state_dir: Path, stale_days: float, quota_percent: float) -> list[dict]:
@@ -127,7 +133,7 @@ def status(
     if as_json:
         all_facts = probe_site(loaded.site, limit, mdns=mdns)
     else:
-        with console.status(f"probing {', '.join(limit or hosts)}"):
+        with console.status(escape(f"probing {', '.join(limit or hosts)}")):
             all_facts = probe_site(loaded.site, limit, mdns=mdns)
     if prometheus:
         from opsctl.status import prometheus as prom
@@ -148,16 +154,18 @@ def status(
             _show(facts, stale_days, quota_percent, now)
         for result in alert_results:
             for event in result["events"]:
-                mark = "[bold red]ALERT[/]" if event["firing"] else "[green]RESOLVED[/]"
+                mark = ("ALERT", "bold red") if event["firing"] else ("RESOLVED", "green")
                 outcome = result["delivery"].get(event["key"])
                 sent = ("notified: " + ", ".join(f"{c} {o}" for c, o in outcome.items())) if outcome else \
                     "no notification channel configured"
-                err.print(f"{mark} {event['message']} [dim]({sent})[/]", highlight=False, soft_wrap=True)
+                err.print(styled(mark, " ", str(event["message"]), " ", (f"({sent})", "dim")), highlight=False,
+                          soft_wrap=True)
             for firing in result["firing"]:
-                err.print(f"[red]firing[/] {firing['key']}: {firing['message']}", highlight=False, soft_wrap=True)
+                err.print(styled(("firing", "red"), f" {firing['key']}: {firing['message']}"), highlight=False,
+                          soft_wrap=True)
         for path in (prometheus, html):
             if path:
-                err.print(f"wrote {path}", style="dim", highlight=False)
+                err.print(f"wrote {path}", style="dim", highlight=False, markup=False)
     probe_failed = any(f.get("probe_error") for f in all_facts)
     if alert and any(r["firing"] for r in alert_results):
         raise typer.Exit(1)

@@ -6,7 +6,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from opsctl.cli.common import EXIT_BAD_INPUT, JsonOpt, SiteOpt, console, err, fail, load_site, print_json
 from opsctl.sandbox.errors import SandboxError
@@ -38,11 +40,11 @@ def train(
 
     def say(line: str) -> None:
         if not as_json:
-            err.print(f"[dim]{line}[/]", highlight=False, soft_wrap=True, markup=False)
+            err.print(line, style="dim", highlight=False, soft_wrap=True, markup=False)
 
     try:
         if build:
-            with err.status(f"building {t.image}"):
+            with err.status(escape(f"building {t.image}")):
                 tag = build_image(s, progress=say)
                 host = s.host(t.host)
                 engine = None if host.sandbox else (
@@ -50,7 +52,10 @@ def train(
                     else None)
                 ship_image(s, tag, engine, progress=say)
         if names is not None:
-            say(f"uploaded {upload_names(s, names)} on {t.host}")
+            try:
+                say(f"uploaded {upload_names(s, names)} on {t.host}")
+            except (RuntimeError, OSError) as exc:  # the host refused the file (or it is unreadable here)
+                fail(f"{exc}; fix the data dir {t.data_dir} on {t.host} (or the names file) and run again")
         result = run_job(s, ["--resume"] if resume else [], on_line=None if as_json else
                          (lambda line: err.print(line, highlight=False, markup=False, soft_wrap=True)))
     except SandboxError as exc:
@@ -59,17 +64,20 @@ def train(
         print_json({"rc": result.rc, "out_dir": result.out_dir, "report": result.report})
     elif result.report:
         r = result.report
-        table = Table(title=f"{r.get('model', t.job.model)} on {t.host}: {r.get('status')}")
+        # report.json comes from the host: every value is shown literally
+        table = Table(title=Text(f"{r.get('model', t.job.model)} on {t.host}: {r.get('status')}"))
         table.add_column("metric")
         table.add_column("value", justify="right")
         for split in ("train_loss", "test_loss"):
             loss = r.get(split) or {}
             if isinstance(loss, dict):
                 for key, value in loss.items():
-                    table.add_row(f"{split} {key}", f"{value:.4f}" if isinstance(value, float) else str(value))
+                    table.add_row(Text(f"{split} {key}"),
+                                  Text(f"{value:.4f}" if isinstance(value, float) else str(value)))
         for key in ("steps", "tokens_per_s", "train_time_s"):
             if r.get(key) is not None:
-                table.add_row(key, f"{r[key]:.1f}" if isinstance(r[key], float) else str(r[key]))
+                table.add_row(key, Text(f"{r[key]:.1f}" if isinstance(r[key], float) else str(r[key])))
         console.print(table)
-        console.print(f"outputs on {t.host}: {result.out_dir} (loss.png, samples.txt, report.json, checkpoints)")
+        console.print(f"outputs on {t.host}: {result.out_dir} (loss.png, samples.txt, report.json, checkpoints)",
+                      markup=False, highlight=False, soft_wrap=True)
     raise typer.Exit(result.rc)

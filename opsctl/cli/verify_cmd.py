@@ -6,8 +6,9 @@ from typing import Annotated
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
-from opsctl.cli.common import EXIT_BAD_INPUT, JsonOpt, SiteOpt, console, err, fail, load_site, print_json
+from opsctl.cli.common import EXIT_BAD_INPUT, JsonOpt, SiteOpt, console, err, fail, load_site, print_json, styled
 from opsctl.sandbox.errors import SandboxError
 
 
@@ -28,8 +29,10 @@ def verify(
 
     def show(check) -> None:
         if not as_json:
-            mark = "[green]PASS[/]" if check.ok else "[bold red]FAIL[/]"
-            err.print(f"{mark} {check.host}: {check.name}" + (f" [dim]({check.detail})[/]" if check.detail else ""),
+            # names and details carry share names and host output: printed literally, never as markup
+            mark = ("PASS", "green") if check.ok else ("FAIL", "bold red")
+            err.print(styled(mark, f" {check.host}: {check.name}",
+                             *((" ", (f"({check.detail})", "dim")) if check.detail else ())),
                       highlight=False, soft_wrap=True)
 
     try:
@@ -45,7 +48,7 @@ def verify(
             table.add_column(col)
         for host in dict.fromkeys(r.host for r in results):
             mine = [r for r in results if r.host == host]
-            table.add_row(host, str(sum(r.ok for r in mine)), str(sum(not r.ok for r in mine)))
+            table.add_row(Text(str(host)), str(sum(r.ok for r in mine)), str(sum(not r.ok for r in mine)))
         console.print(table)
     if failed:
         raise typer.Exit(1)
