@@ -6,6 +6,7 @@ import typer
 
 from opsctl import __version__
 from opsctl.cli import (
+    hosts_cmd,
     job_cmd,
     provision_cmd,
     render_cmd,
@@ -51,6 +52,7 @@ app.command()(train_cmd.train)
 app.add_typer(job_cmd.app, name="job")
 app.add_typer(user_cmd.app, name="user")
 app.command()(status_cmd.status)
+app.add_typer(hosts_cmd.app, name="hosts")
 
 
 def main() -> None:

@@ -25,6 +25,15 @@ HTML = "<img src=x onerror=alert(1)>.sparsebundle"
 MDNS_NAME = "[/]Bob's [bold]Mac"
 
 
+@pytest.fixture(autouse=True)
+def _wide_consoles(monkeypatch):
+    """Tables wide enough that no cell wraps (Rich reads COLUMNS once, when the console is made)."""
+    from opsctl.cli import common
+
+    for con in (common.console, common.err):
+        monkeypatch.setattr(con, "_width", 400)
+
+
 def run(*args: str, env: dict | None = None):
     result = CliRunner().invoke(app, list(args), env={"COLUMNS": "400", **(env or {})})
     assert "Traceback" not in result.output

@@ -1,0 +1,207 @@
+"""``opsctl hosts trust NAME``: record a real host's ssh host key in opsctl's known_hosts.
+
+opsctl connects to real hosts with ``StrictHostKeyChecking=yes`` against its own known_hosts file
+(``~/.config/opsctl/known_hosts``, mode 0600; ``OPSCTL_KNOWN_HOSTS`` overrides it), so a new host, or
+one whose key changed, is refused until its key is trusted here:
+
+1. ``opsctl hosts trust NAME`` scans the key(s) the host offers (``ssh-keyscan`` of its address and
+   port) and shows their fingerprints (``ssh-keygen -lf``), and what was trusted before;
+2. compare them with the host's own, read on its console: ``ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub``;
+3. type ``yes`` to record them, or, without a terminal, pass the fingerprint you checked:
+   ``opsctl hosts trust NAME --fingerprint SHA256:...`` records only the key with that fingerprint.
+
+There is no blind mode: without a terminal and without a matching ``--fingerprint`` nothing is
+recorded (``--yes`` alone is refused: it would trust whoever answers, the attack this prevents).
+
+Why a file of opsctl's own rather than ``~/.ssh/known_hosts``: every entry in it was confirmed
+through this command, so it is exactly the list of hosts opsctl may send Samba passwords and the
+munge key to; keys that an interactive ``ssh`` (or ``StrictHostKeyChecking=accept-new``) added to
+the personal file are not trusted by accident; and re-trusting a reinstalled host replaces its entry
+without editing a file that other tools own.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+from rich.text import Text
+
+from opsctl.cli.common import EXIT_BAD_INPUT, SiteOpt, console, err, fail, load_site, styled
+
+app = typer.Typer(help="Trust real hosts' ssh host keys (opsctl checks them on every connection).",
+                  no_args_is_help=True)
+
+FINGERPRINT = re.compile(r"^SHA256:[A-Za-z0-9+/]{43}$")
+KEY_TYPES = ("ssh-ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521", "ssh-rsa")
+CONSOLE_HINT = "ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub (on the host's console)"
+
+
+@dataclass
+class HostKey:
+    line: str  # known_hosts line: "<name> <type> <base64>"
+    type: str
+    fingerprint: str  # SHA256:...
+
+
+@app.callback()
+def _hosts() -> None:
+    """Trust real hosts' ssh host keys (opsctl checks them on every connection)."""
+
+
+def _names_match(field: str, name: str) -> bool:
+    """Does the host field of a known_hosts line (plain or hashed ``|1|salt|hash`` patterns) name ``name``?"""
+    for pattern in field.split(","):
+        if pattern.startswith("|1|"):
+            try:
+                _, _, salt, digest = pattern.split("|")
+                mac = hmac.new(base64.b64decode(salt), name.encode(), hashlib.sha1).digest()
+            except ValueError:
+                continue
+            if hmac.compare_digest(mac, base64.b64decode(digest)):
+                return True
+        elif pattern == name:
+            return True
+    return False
+
+
+def _trusted(path: Path, name: str) -> list[str]:
+    """The lines of ``path`` that hold a key for ``name``."""
+    try:
+        lines = path.read_text().splitlines()
+    except FileNotFoundError:
+        return []
+    return [line for line in lines if line.strip() and not line.startswith(("#", "@"))
+            and _names_match(line.split()[0], name)]
+
+
+def _fingerprints(lines: list[str]) -> list[str]:
+    """SHA256 fingerprints of known_hosts ``lines``, in order (``ssh-keygen -lf``)."""
+    if not lines:
+        return []
+    with tempfile.NamedTemporaryFile("w", suffix=".keys") as fh:
+        fh.write("\n".join(lines) + "\n")
+        fh.flush()
+        res = subprocess.run(["ssh-keygen", "-l", "-E", "sha256", "-f", fh.name], capture_output=True, text=True)
+    prints = [line.split()[1] for line in res.stdout.splitlines() if len(line.split()) > 1]
+    if res.returncode != 0 or len(prints) != len(lines):
+        fail(f"ssh-keygen could not read the scanned keys: {res.stderr.strip() or res.stdout.strip()}")
+    return prints
+
+
+def _scan(address: str, port: int, key_name: str, timeout: int) -> list[HostKey]:
+    try:
+        res = subprocess.run(["ssh-keyscan", "-T", str(timeout), "-p", str(port), "-t", "ed25519,ecdsa,rsa",
+                              address], capture_output=True, text=True, timeout=timeout * 4 + 10,
+                             stdin=subprocess.DEVNULL)
+    except FileNotFoundError:
+        fail("ssh-keyscan is not installed; install openssh-client")
+    except subprocess.TimeoutExpired:
+        fail(f"no answer from {address} port {port} within {timeout * 4 + 10} s; is the host up?")
+    lines = []
+    for line in res.stdout.splitlines():
+        fields = line.split()
+        if len(fields) == 3 and fields[0] == key_name and fields[1] in KEY_TYPES:
+            lines.append(" ".join(fields))
+    if not lines:
+        said = " ".join(res.stderr.split())[-200:]
+        fail(f"no ssh host key from {address} port {port} (ssh-keyscan: {said or 'no output'}); is the host up "
+             "and sshd listening there?")
+    return [HostKey(line, line.split()[1], fp) for line, fp in zip(lines, _fingerprints(lines), strict=True)]
+
+
+def _record(path: Path, key_name: str, keys: list[HostKey]) -> None:
+    """Replace ``key_name``'s entries in ``path`` with ``keys`` (atomically, 0600 in a 0700 directory)."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    try:
+        old = path.read_text().splitlines()
+    except FileNotFoundError:
+        old = []
+    kept = [line for line in old if not (line.strip() and not line.startswith(("#", "@"))
+                                         and _names_match(line.split()[0], key_name))]
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write("".join(line + "\n" for line in [*kept, *(k.line for k in keys)]))
+    os.replace(tmp, path)
+
+
+@app.command()
+def trust(
+    name: Annotated[str, typer.Argument(help="the host's name in the site file")],
+    site: SiteOpt = None,
+    fingerprint: Annotated[str | None, typer.Option(
+        "--fingerprint", help="the SHA256:... fingerprint you read on the host's console; records only the key "
+                              "with this fingerprint, without asking (for scripts)")] = None,
+    yes: Annotated[bool, typer.Option("--yes", help="accepted only with --fingerprint (a bare --yes would "
+                                                    "trust whoever answers)")] = False,
+    timeout: Annotated[int, typer.Option("--timeout", min=1, max=120, help="seconds to wait for the host")] = 10,
+) -> None:
+    """Show the host's ssh key fingerprints and, once confirmed, trust them for every opsctl connection."""
+    from opsctl.connections import HostKeyError, host_key_name, known_hosts_file, strict_ssh_options
+
+    loaded = load_site(site, quiet=True)
+    names = [h.name for h in loaded.site.hosts]
+    if name not in names:
+        fail(f"no host {name!r} in the site; hosts: {', '.join(names)}", EXIT_BAD_INPUT)
+    host = loaded.site.host(name)
+    if host.sandbox or host.connection != "ssh":
+        how = f"the sandbox ({host.sandbox})" if host.sandbox else f"connection: {host.connection}"
+        fail(f"{name} is reached through {how}, not ssh: it has no host key to trust", EXIT_BAD_INPUT)
+    if fingerprint is not None and not FINGERPRINT.match(fingerprint):
+        fail(f"--fingerprint {fingerprint!r} is not a SHA256 fingerprint; give it as ssh-keygen -lf prints it, "
+             "e.g. SHA256:nThbg6kXUpJWGl7E1IGOCspRomTxdCARLviKw6E5SY8", EXIT_BAD_INPUT)
+    if yes and fingerprint is None:
+        fail("--yes without --fingerprint would trust whatever key answers (the attack host key checking "
+             f"prevents); pass --fingerprint SHA256:... as printed by {CONSOLE_HINT}", EXIT_BAD_INPUT)
+    if fingerprint is None and not sys.stdin.isatty():
+        fail("no terminal to confirm the fingerprint on; pass --fingerprint SHA256:... as printed by "
+             f"{CONSOLE_HINT}", EXIT_BAD_INPUT)
+    try:
+        known = known_hosts_file()
+        strict_ssh_options(known)  # a path ssh can take
+    except HostKeyError as exc:
+        fail(str(exc), EXIT_BAD_INPUT)
+    address = host.address or host.name
+    key_name = host_key_name(address, host.port)
+
+    keys = _scan(address, host.port, key_name, timeout)
+    before = _trusted(known, key_name)
+    before_prints = set(_fingerprints(before))
+    table = Table(title=Text(f"{name} ({key_name}) offers"), title_justify="left")
+    for col in ("type", "fingerprint", "trusted before"):
+        table.add_column(col)
+    for key in keys:
+        table.add_row(Text(key.type), Text(key.fingerprint), "yes" if key.fingerprint in before_prints else "no")
+    err.print(table)
+    if before and not before_prints & {k.fingerprint for k in keys}:
+        err.print(styled(("warning:", "bold red"), f" {name}'s key CHANGED: none of these is the key trusted "
+                         f"before in {known}. Trust the new one only after checking it on the host's console."),
+                  soft_wrap=True, highlight=False)
+
+    if fingerprint is not None:
+        chosen = [k for k in keys if k.fingerprint == fingerprint]
+        if not chosen:
+            fail(f"{name} ({key_name}) offers no key with fingerprint {fingerprint}; nothing was recorded. Check "
+                 f"it again with {CONSOLE_HINT}: if it really differs, someone may be intercepting the connection")
+    else:
+        answer = typer.prompt(f"Do these match {CONSOLE_HINT}? Type yes to trust them", default="", err=True,
+                              show_default=False)
+        if answer.strip() != "yes":
+            fail(f"not confirmed; nothing was recorded for {name}")
+        chosen = keys
+    _record(known, key_name, chosen)
+    for key in chosen:
+        console.print(styled(("trusted", "green"), f" {name} ({key_name}): {key.type} {key.fingerprint} in {known}"),
+                      soft_wrap=True, highlight=False)
