@@ -9,17 +9,19 @@ import typer
 from rich.table import Table
 
 from opsctl.cli.common import EXIT_BAD_INPUT, JsonOpt, SiteOpt, console, fail, load_site, print_json
+from opsctl.cli.spec_cmds import SiteArg, site_path
 from opsctl.render import render_site
 
 
 def render(
+    site_file: SiteArg = None,
     site: SiteOpt = None,
     host: Annotated[list[str] | None, typer.Option("--host", "-H", help="only this host (repeatable)")] = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="output folder (one subfolder per host)")] = Path("out"),
     as_json: JsonOpt = False,
 ) -> None:
     """Render the spec into OUT/<host>/...: ZFS plan, smb.conf, afp.conf, Avahi services, containers, sbatch."""
-    loaded = load_site(site, quiet=as_json)
+    loaded = load_site(site_path(site_file, site), quiet=as_json)
     names = [h.name for h in loaded.site.hosts]
     for name in host or []:
         if name not in names:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from opsctl.cli.common import EXIT_BAD_INPUT, JsonOpt, SiteOpt, console, fail, load_site, print_json
@@ -23,12 +25,26 @@ def init(
     if path.exists() and not force:
         fail(f"{path} exists; pass --force to overwrite it", EXIT_BAD_INPUT)
     shutil.copyfile(DEFAULT_SITE, path)
-    console.print(f"wrote {path}; edit it, then run [bold]opsctl validate --site {path}[/]")
+    console.print(f"wrote {escape(str(path))}; edit it, then run [bold]opsctl validate {escape(str(path))}[/]")
 
 
-def validate(site: SiteOpt = None, as_json: JsonOpt = False) -> None:
+#: The site file as an optional positional argument (``opsctl validate site.yml``), same as --site.
+SiteArg = Annotated[Path | None, typer.Argument(help="site YAML file (same as --site)", show_default=False)]
+
+
+def site_path(positional: Path | None, option: Path | None) -> Path | None:
+    """The site file named either way; naming two different files is bad input (exit 2).
+
+    The positional file wins over ``OPSCTL_SITE`` from the environment."""
+    from_env = option is not None and str(option) == os.environ.get("OPSCTL_SITE")
+    if positional is not None and option is not None and positional != option and not from_env:
+        fail(f"two site files given ({positional} and --site {option}); name one", EXIT_BAD_INPUT)
+    return positional if positional is not None else option
+
+
+def validate(site_file: SiteArg = None, site: SiteOpt = None, as_json: JsonOpt = False) -> None:
     """Check the site file: every error names the field, the bad value and the fix (exit 2)."""
-    loaded = load_site(site, quiet=as_json)
+    loaded = load_site(site_path(site_file, site), quiet=as_json)
     s = loaded.site
     if as_json:
         print_json({"valid": True, "path": str(loaded.path), "warnings": loaded.warnings,
