@@ -16,24 +16,29 @@ from __future__ import annotations
 import ipaddress
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, computed_field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, computed_field, field_validator, model_validator
 
 from opsctl.spec.types import (
     MAC_DATASET_DEFAULTS,
     UNSTABLE_DISK,
     AbsPath,
+    DataRoot,
     DatasetPath,
     DeviceModel,
     Disk,
     FreeText,
     Hostname,
+    HostVars,
     Image,
+    Interface,
     PoolName,
     PosixUser,
     ShareName,
     Size,
     ZfsProperties,
+    check_data_root,
     check_hostname,
+    check_no_template,
     check_zfs_properties,
     format_size,
     parse_size,
@@ -44,6 +49,22 @@ class Strict(BaseModel):
     """Base for every spec section: unknown keys are errors (typos must not pass silently)."""
 
     model_config = ConfigDict(extra="forbid", frozen=False, validate_default=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_template_markers(cls, value: object, info: ValidationInfo) -> object:
+        """No string anywhere in the spec may hold ``{{``, ``{%`` or ``{#``: the data reaches Jinja
+        (opsctl render, Ansible) and must never be evaluated. Nested sections check themselves."""
+        if not _holds_model(cls.model_fields[info.field_name].annotation):
+            check_no_template(value)
+        return value
+
+
+def _holds_model(annotation: object) -> bool:
+    """Whether a field's type is (or contains) a spec section, which validates its own fields."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return True
+    return any(_holds_model(arg) for arg in getattr(annotation, "__args__", ()) or ())
 
 
 def _duplicates(values: list[str]) -> list[str]:
@@ -78,7 +99,8 @@ class Host(Strict):
     user: PosixUser | Literal["root"] = "root"
     groups: list[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")]] = Field(
         default_factory=list, description="extra Ansible groups (role groups are added automatically)")
-    vars: dict[str, str | int | bool] = Field(default_factory=dict, description="extra Ansible host vars")
+    vars: HostVars = Field(default_factory=dict, description="extra Ansible host vars (an allow-list of "
+                           "connection settings such as ansible_python_interpreter, ansible_become)")
     sandbox: Literal["vm", "container"] | None = Field(
         default=None, description="a sandbox host made by `opsctl sandbox up`; its connection comes from there")
 
@@ -121,12 +143,17 @@ class Pool(Strict):
     vdevs: list[Vdev] = Field(min_length=1)
     ashift: int = Field(default=12, ge=9, le=16, description="log2 of the sector size; 12 = 4 KiB")
     dataset_root: DatasetPath = Field(default="", description="parent of the user datasets, '' = the pool")
-    mountpoint_root: AbsPath | None = Field(default=None, description="default: /<pool>/<dataset_root>")
+    mountpoint_root: DataRoot | None = Field(default=None, description="default: /<pool>/<dataset_root>")
     properties: ZfsProperties = Field(default_factory=dict, description="root dataset (-O) properties")
 
     @model_validator(mode="after")
     def _disks_unique(self) -> Pool:
         _unique("pool disks", [d for v in self.vdevs for d in v.disks], "each disk may appear in one vdev only")
+        if not self.mountpoint_root:
+            try:
+                check_data_root(self.root_mountpoint)
+            except ValueError as exc:
+                raise ValueError(f"the pool's mountpoint {exc}; or set mountpoint_root") from None
         return self
 
     @computed_field
@@ -153,12 +180,17 @@ class Pool(Strict):
         return args
 
 
+#: Default Time Machine size in percent of the quota (the rest is headroom below the ZFS quota).
+TM_DEFAULT_PERCENT = 90
+
+
 class User(Strict):
     """A Mac user with a Time Machine dataset and share."""
 
     name: PosixUser
     quota: Size
-    tm_size: Size | None = Field(default=None, description="advertised Time Machine size; default: quota")
+    tm_size: Size | None = Field(default=None, description="advertised Time Machine size; default: 90 % of "
+                                 "the quota (whole MiB), so ZFS keeps headroom for snapshots and metadata")
     protocols: list[Literal["smb", "afp"]] = Field(default_factory=lambda: ["smb"], min_length=1)
     uid: int | None = Field(default=None, ge=1000, le=60000)
     full_name: FreeText = ""
@@ -187,7 +219,19 @@ class User(Strict):
     @computed_field
     @property
     def tm_size_bytes(self) -> int:
-        return parse_size(self.tm_size or self.quota)
+        if self.tm_size is not None:
+            return parse_size(self.tm_size)
+        mib = 1 << 20
+        return self.quota_bytes * TM_DEFAULT_PERCENT // 100 // mib * mib or self.quota_bytes
+
+    def tm_headroom_warning(self) -> str | None:
+        """A warning when a given tm_size leaves less than 10 % of the quota free."""
+        if self.tm_size is not None and self.tm_size_bytes * 100 > self.quota_bytes * TM_DEFAULT_PERCENT:
+            return (f"tm_size {self.tm_size} leaves less than {100 - TM_DEFAULT_PERCENT} % headroom below quota "
+                    f"{self.quota}; a full Time Machine backup can then hit the quota and fail; set tm_size <= "
+                    f"{format_size(self.quota_bytes * TM_DEFAULT_PERCENT // 100 // (1 << 20) * (1 << 20))} "
+                    "or leave it out (default: 90 % of the quota)")
+        return None
 
     @computed_field
     @property
@@ -220,7 +264,8 @@ class Samba(Strict):
     server_min_protocol: Literal["SMB2", "SMB2_02", "SMB2_10", "SMB3", "SMB3_00", "SMB3_02", "SMB3_11"] = "SMB2"
     port: int = Field(default=445, ge=1, le=65535)
     recycle_bin: bool = False
-    interfaces: list[str] = Field(default_factory=list, description="bind to these interfaces only")
+    interfaces: list[Interface] = Field(default_factory=list, description="bind to these interfaces only "
+                                        "(names such as eth0, or IP addresses/CIDRs)")
     log_level: int = Field(default=1, ge=0, le=10)
 
 
@@ -277,6 +322,11 @@ class Backup(Strict):
                 )
         for user in self.users:
             check_zfs_properties({**self.dataset_defaults, **user.properties})
+        for share in self.other_shares:
+            try:
+                check_data_root(share["path"])
+            except ValueError as exc:
+                raise ValueError(f"share {share['name']!r}: its path {exc}") from None
         if self.netatalk.enabled and self.netatalk.version == 2 and self.netatalk.port != 548:
             raise ValueError("netatalk 2 (afpd.conf) is rendered for port 548 only; set netatalk.port: 548")
         if any("afp" in u.protocols for u in self.users) and not self.netatalk.enabled:
@@ -534,6 +584,10 @@ class Site(Strict):
                     if UNSTABLE_DISK.fullmatch(disk):
                         out.append(f"backup.pool.vdevs[{i}].disks[{j}]: {disk} may change name between boots; "
                                    "prefer a stable /dev/disk/by-id/... path")
+            for i, user in enumerate(self.backup.users):
+                warning = user.tm_headroom_warning()
+                if warning:
+                    out.append(f"backup.users[{i}].tm_size: {warning}")
             if self.backup.pool.ashift < 12:
                 out.append(f"backup.pool.ashift: {self.backup.pool.ashift} is below 12; modern disks have 4 KiB "
                            "sectors and ashift cannot be changed after creation")

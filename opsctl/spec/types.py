@@ -8,7 +8,9 @@ the field path and the line of the YAML file.
 
 from __future__ import annotations
 
+import ipaddress
 import re
+from decimal import Decimal
 from typing import Annotated
 
 from pydantic import AfterValidator, BeforeValidator
@@ -16,14 +18,25 @@ from pydantic import AfterValidator, BeforeValidator
 # --------------------------------------------------------------------------- names
 
 _POSIX_USER = re.compile(r"[a-z_][a-z0-9_-]{0,31}", re.ASCII)
-#: Accounts a Time Machine user must never collide with.
+#: Accounts a Time Machine user must never collide with: Debian's base-passwd users and groups,
+#: the accounts common services create, and names with a special meaning on macOS/Samba.
 RESERVED_USERS = frozenset({
+    # base-passwd users and groups
     "root", "daemon", "bin", "sys", "sync", "games", "man", "lp", "mail", "news", "uucp", "proxy", "www-data",
-    "backup", "list", "irc", "gnats", "nobody", "systemd-network", "systemd-resolve", "messagebus", "sshd",
-    "avahi", "_apt", "admin", "guest", "ftp",
+    "backup", "list", "irc", "gnats", "nobody", "nogroup", "adm", "tty", "disk", "kmem", "dialout", "fax",
+    "voice", "cdrom", "floppy", "tape", "sudo", "audio", "dip", "operator", "src", "shadow", "utmp", "video",
+    "sasl", "plugdev", "staff", "users", "netdev", "input", "kvm", "render", "sgx", "crontab", "lpadmin",
+    "scanner", "bluetooth", "ssl-cert", "wheel", "admin", "ssh", "tss", "rdma", "clock",
+    # common service accounts
+    "messagebus", "sshd", "avahi", "avahi-autoipd", "polkitd", "dnsmasq", "statd", "rpc", "_rpc", "tcpdump",
+    "uuidd", "syslog", "postfix", "postdrop", "ntp", "ntpsec", "chrony", "_chrony", "munge", "slurm",
+    "docker", "netatalk", "samba", "sambashare", "winbindd_priv", "lxd", "libvirt", "libvirt-qemu", "qemu",
+    "mysql", "postgres", "redis", "nginx", "apache", "http", "ftp", "guest", "_apt", "dbus", "usbmux",
+    "geoclue", "pulse", "rtkit", "colord", "saned", "lightdm", "gdm", "sddm", "nvidia-persistenced",
+    "apptainer", "zfs",
 })
-
-
+#: Prefixes of system account names (systemd-*, _apt, _chrony, Debian-exim ...).
+RESERVED_USER_PREFIXES = ("systemd-", "_", "debian-")
 def _printable(value: str) -> str:
     """Show a value with any control or non-ASCII character escaped, so the error is readable."""
     return value.encode("unicode_escape").decode("ascii") if not value.isascii() or not value.isprintable() else value
@@ -40,8 +53,10 @@ def check_posix_user(value: str) -> str:
     _match(_POSIX_USER, value, "is not a valid POSIX user name; use 1-32 characters: "
            "lowercase ASCII letters, digits, '_' or '-', starting with a letter or '_' "
            "(no spaces, quotes, shell characters or look-alike unicode letters)")
-    if value in RESERVED_USERS:
-        raise ValueError(f"{value!r} is a system account name; pick a personal name such as 'alice'")
+    if value in RESERVED_USERS or value.startswith(RESERVED_USER_PREFIXES):
+        raise ValueError(f"{value!r} is a system account name; pick a personal name such as 'alice' "
+                         "(system accounts and groups such as adm, sudo, staff, docker, systemd-* and _* "
+                         "are refused)")
     return value
 
 
@@ -60,9 +75,18 @@ def check_hostname(value: str) -> str:
 _SHARE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", re.ASCII)
 
 
+#: Section names smb.conf and afp.conf give a special meaning (compared case-insensitively).
+RESERVED_SHARES = frozenset({"global", "homes", "printers", "print$", "ipc$", "admin$", "c$", "netlogon",
+                             "sysvol", "profiles", "default", "homes$"})
+
+
 def check_share_name(value: str) -> str:
-    return _match(_SHARE, value, "is not a valid share name; use 1-64 ASCII letters, digits, "
-                  "'.', '_' or '-', starting with a letter or digit")
+    _match(_SHARE, value, "is not a valid share name; use 1-64 ASCII letters, digits, "
+           "'.', '_' or '-', starting with a letter or digit")
+    if value.lower() in RESERVED_SHARES:
+        raise ValueError(f"{value!r} is a share name reserved by Samba/Netatalk (" + ", ".join(
+            sorted(RESERVED_SHARES)) + "; compared case-insensitively); pick another name such as 'projects'")
+    return value
 
 
 ZPOOL_RESERVED = frozenset({"log", "cache", "special", "dedup"})
@@ -110,6 +134,23 @@ def check_abs_path(value: str) -> str:
     return value
 
 
+#: Folders that must never become a data, checkpoint or mount root (opsctl chowns/chmods its roots).
+SYSTEM_PATHS = frozenset({"/", "/etc", "/usr", "/usr/local", "/usr/lib", "/usr/bin", "/usr/sbin", "/usr/share",
+                          "/var", "/var/lib", "/var/log", "/var/cache", "/var/spool", "/var/tmp", "/var/run",
+                          "/boot", "/root", "/bin", "/sbin", "/dev", "/proc", "/sys", "/run", "/tmp",
+                          "/home", "/opt", "/srv", "/mnt", "/media", "/snap", "/lost+found"})
+
+
+def check_data_root(value: str) -> str:
+    """An absolute path that opsctl may own (chown/chmod): not a system folder itself."""
+    value = check_abs_path(value)
+    stripped = value.rstrip("/") or "/"
+    if stripped in SYSTEM_PATHS or re.fullmatch(r"/(usr/)?lib(32|64|x32)?", stripped):
+        raise ValueError(f"{value!r} is a system folder; opsctl would take it over (chown/chmod); use a "
+                         "folder of its own below it, e.g. /srv/ml/data or /tank/timemachine")
+    return value
+
+
 def check_disk(value: str) -> str:
     value = check_abs_path(value)
     if not value.startswith("/dev/"):
@@ -128,12 +169,95 @@ def check_image(value: str) -> str:
                   "'opsctl/charlm:latest' (lowercase, no spaces)")
 
 
-_MODEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9,._ -]{0,63}", re.ASCII)
+# No spaces: the model lands as one word in Netatalk 2's afpd.conf (`-mimicmodel MODEL`).
+_MODEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9,._-]{0,63}", re.ASCII)
 
 
 def check_device_model(value: str) -> str:
-    return _match(_MODEL, value, "is not a valid Apple device model; use e.g. 'TimeCapsule8,119', "
-                  "'MacPro7,1' or 'RackMac'")
+    return _match(_MODEL, value, "is not a valid Apple device model; use 1-64 ASCII letters, digits, "
+                  "',', '.', '_' or '-' (no spaces), e.g. 'TimeCapsule8,119', 'MacPro7,1' or 'RackMac'")
+
+
+_IFNAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,14}", re.ASCII)
+
+
+def check_interface(value: str) -> str:
+    """A network interface name (``eth0``, ``br-lan``) or an IP address / CIDR (``192.168.1.0/24``)."""
+    if isinstance(value, str) and value.isascii():
+        if _IFNAME.fullmatch(value) and not re.fullmatch(r"[0-9.:]+", value):
+            return value
+        try:
+            ipaddress.ip_interface(value)
+            return value
+        except ValueError:
+            pass
+    raise ValueError(f"{_printable(str(value))!r} is not an interface; use an interface name (1-15 ASCII "
+                     "letters, digits, '_', '.', ':' or '-', e.g. eth0) or an IP address or CIDR "
+                     "(e.g. 192.168.1.10 or 192.168.1.0/24)")
+
+
+#: Jinja's statement/expression/comment openers: a spec string must never become a template.
+TEMPLATE_MARKERS = ("{{", "{%", "{#")
+
+
+def check_no_template(value: object, where: str = "") -> object:
+    """Refuse any string (also inside lists/dicts, keys included) holding a Jinja marker."""
+    if isinstance(value, str):
+        for marker in TEMPLATE_MARKERS:
+            if marker in value:
+                raise ValueError(f"{_printable(value)!r}{where} contains the template marker {marker!r}; "
+                                 "spec values are data, never templates: remove the braces")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            check_no_template(key, where)
+            check_no_template(item, f" (in {key!r})" if isinstance(key, str) else where)
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            check_no_template(item, f" (item {index})")
+    return value
+
+
+# --------------------------------------------------------------------------- host vars
+
+_INTERPRETER = re.compile(r"auto|auto_silent|auto_legacy|auto_legacy_silent|/[A-Za-z0-9/_.+-]+", re.ASCII)
+_BECOME_USER = re.compile(r"[a-z_][a-z0-9_-]{0,31}", re.ASCII)
+
+#: ``hosts[].vars`` keys opsctl passes to Ansible, each with a check of its value. Keys that make
+#: Ansible run a command of the spec's choosing (ansible_ssh_common_args/extra_args,
+#: ansible_*_executable, ansible_connection, become flags ...) are not on this list.
+HOST_VARS: dict[str, tuple[type | tuple[type, ...], re.Pattern | None, str]] = {
+    "ansible_python_interpreter": (str, _INTERPRETER, "an absolute path or auto/auto_silent"),
+    "ansible_become": (bool, None, "true or false"),
+    "ansible_become_method": (str, re.compile(r"sudo|su|doas|runas", re.ASCII), "sudo, su or doas"),
+    "ansible_become_user": (str, _BECOME_USER, "a POSIX user name"),
+    "ansible_port": (int, None, "a port number 1-65535"),
+    "ansible_user": (str, _BECOME_USER, "a POSIX user name"),
+    "ansible_ssh_private_key_file": (str, _ABS_PATH, "an absolute path without spaces"),
+    "ansible_timeout": (int, None, "seconds"),
+    "ansible_ssh_timeout": (int, None, "seconds"),
+    "ansible_ssh_retries": (int, None, "a count"),
+    "ansible_pipelining": (bool, None, "true or false"),
+    "ansible_ssh_pipelining": (bool, None, "true or false"),
+}
+
+
+def check_host_vars(value: dict) -> dict:
+    if not isinstance(value, dict):
+        raise ValueError(f"{value!r} is not a mapping of host variables; use e.g. "
+                         "{ansible_python_interpreter: /usr/bin/python3}")
+    for key, item in value.items():
+        if key not in HOST_VARS:
+            raise ValueError(f"host variable {_printable(str(key))!r} is not allowed; allowed: "
+                             + ", ".join(HOST_VARS) + " (connection commands and options come from opsctl)")
+        kind, pattern, what = HOST_VARS[key]
+        ok = isinstance(item, kind) and not (kind is int and isinstance(item, bool))
+        if ok and kind is int:
+            ok = 1 <= item <= (65535 if key == "ansible_port" else 3600)
+        if ok and pattern is not None:
+            ok = bool(pattern.fullmatch(item))
+        if not ok:
+            raise ValueError(f"{key}: {_printable(str(item))!r} is not valid; use {what}")
+    return value
 
 
 _FREE_TEXT = re.compile(r"[A-Za-z0-9 ,._()%-]{0,64}", re.ASCII)
@@ -149,6 +273,8 @@ def check_free_text(value: str) -> str:
 
 _SIZE = re.compile(r"(\d+(?:\.\d+)?)([KMGTP]?)", re.ASCII)
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40, "P": 1 << 50}
+#: 16 EiB: the largest size ZFS (64-bit byte counts) can hold.
+MAX_SIZE = 1 << 64
 
 
 def parse_size(value: str | int) -> int:
@@ -175,9 +301,11 @@ def parse_size(value: str | int) -> int:
             "binary unit K, M, G, T or P and no space, e.g. 500G"
         )
     number, unit = match.groups()
-    size = int(float(number) * _UNITS[unit])
+    size = int(Decimal(number) * _UNITS[unit])  # exact: a float would round 16E + 1 down to 16E
     if size <= 0:
         raise ValueError(f"{text!r} is zero; a size must be positive, e.g. 500G")
+    if size > MAX_SIZE:
+        raise ValueError(f"{_printable(text)!r} is larger than ZFS can hold (16E = 16384P); use at most 16384P")
     return size
 
 
@@ -296,6 +424,10 @@ Disk = Annotated[str, AfterValidator(check_disk)]
 Image = Annotated[str, AfterValidator(check_image)]
 DeviceModel = Annotated[str, AfterValidator(check_device_model)]
 FreeText = Annotated[str, AfterValidator(check_free_text)]
+DataRoot = Annotated[str, AfterValidator(check_data_root)]
+"""A folder opsctl owns (pool mount root, share path, training data/checkpoint dir): not a system folder."""
+Interface = Annotated[str, AfterValidator(check_interface)]
+HostVars = Annotated[dict[str, str | int | bool], BeforeValidator(check_host_vars)]
 Size = Annotated[str, BeforeValidator(lambda v: v if isinstance(v, str) else str(v) if isinstance(v, int)
                                       and not isinstance(v, bool) else v),
                  AfterValidator(normalize_size)]
