@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from opsctl import PLAYBOOKS, ROOT
-from opsctl.apply.inventory import build_inventory
+from opsctl.apply.inventory import build_inventory, write_inventory
 from opsctl.apply.secrets import write_private
 from opsctl.spec.models import Site
 
@@ -76,7 +76,7 @@ def run_playbook(
     summary = RunSummary(rc=0)
     with tempfile.TemporaryDirectory(prefix="opsctl-") as tmp:
         os.chmod(tmp, 0o700)
-        inventory = write_private(Path(tmp) / "inventory.json", build_inventory(site, limit))
+        inventory = write_inventory(Path(tmp) / "inventory.yml", build_inventory(site, limit))
         cmd = ["ansible-playbook"]
         cmd += ["-i", str(inventory), str(PLAYBOOKS / playbook)]
         if limit:

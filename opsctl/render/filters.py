@@ -29,11 +29,15 @@ def confval(value: object) -> str:
     """A value for smb.conf/afp.conf (``key = value`` lines): refuse anything that ends the line.
 
     The spec's validators already restrict names; this is the last line of defence so a
-    value can never add a parameter or a section.
+    value can never add a parameter or a section: a line break or any other control character,
+    a leading ``[`` (a new section) and a trailing backslash (smb.conf joins the next line) are
+    refused.
     """
     text = str(value)
-    if any(ch in text for ch in "\n\r\0") or text.lstrip().startswith("["):
-        raise ValueError(f"refusing to write {text!r} into a config line")
+    if any(ord(ch) < 0x20 or ord(ch) == 0x7F or ch in "\u2028\u2029\x85" for ch in text) \
+            or text.lstrip().startswith("[") or text.rstrip().endswith("\\"):
+        raise ValueError(f"refusing to write {text!r} into a config line (no line breaks, control "
+                         "characters, leading '[' or trailing backslash)")
     return text
 
 

@@ -60,9 +60,11 @@ def test_confval_never_ends_a_line(value):
     try:
         out = confval(value)
     except ValueError:
-        assert any(c in value for c in "\n\r\0") or value.lstrip().startswith("[")
+        assert any(ord(c) < 32 or c in "\x7f\x85\u2028\u2029" for c in value) or value.lstrip().startswith("[") \
+            or value.rstrip().endswith("\\")
     else:
-        assert "\n" not in out and "\r" not in out
+        assert "\n" not in out and "\r" not in out and not out.rstrip().endswith("\\")
+        assert out.splitlines() == ([out] if out else [])  # one line, whatever Python counts as a break
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
