@@ -1,7 +1,8 @@
 """Jinja filters shared by ``opsctl render`` and Ansible (``filter_plugins/opsctl.py`` imports these).
 
 Every value from the spec that lands in a shell line goes through :func:`shquote`, every value in
-an XML file through :func:`xmlescape`, every value in an INI-style config through :func:`confval`.
+an XML file through :func:`xmlescape`, every value in an INI-style config through :func:`confval`,
+every word of a space-separated config line through :func:`confword`.
 """
 
 from __future__ import annotations
@@ -41,6 +42,16 @@ def confval(value: object) -> str:
     return text
 
 
+def confword(value: object) -> str:
+    """One word of a space-separated config line (Netatalk 2's ``afpd.conf`` and ``AppleVolumes.default``):
+    refuse what would split it into more words, quote it, escape or end the line."""
+    text = str(value)
+    if not text or any(ch.isspace() or ord(ch) < 0x20 or ord(ch) == 0x7F or ch in "\"'\\" for ch in text):
+        raise ValueError(f"refusing to write {text!r} as one word of a config line (no spaces, quotes, "
+                         "backslashes or control characters)")
+    return text
+
+
 def onoff(value: object) -> str:
     """``True`` -> ``yes``; smb.conf and afp.conf booleans."""
     return "yes" if value in (True, "yes", "on") else "no"
@@ -53,5 +64,5 @@ def zfs_plan(backup: dict) -> list[dict]:
     return plan(backup)
 
 
-FILTERS = {"shquote": shquote, "shjoin": shjoin, "xmlescape": xmlescape, "confval": confval, "yesno": onoff,
-           "zfs_plan": zfs_plan}
+FILTERS = {"shquote": shquote, "shjoin": shjoin, "xmlescape": xmlescape, "confval": confval, "confword": confword,
+           "yesno": onoff, "zfs_plan": zfs_plan}

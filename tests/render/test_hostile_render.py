@@ -27,7 +27,7 @@ from opsctl import TEMPLATES
 from opsctl.apply.inventory import Unsafe, build_inventory, inventory_yaml, unsafe, write_inventory
 from opsctl.apply.runner import ansible_env
 from opsctl.render import render_host
-from opsctl.render.filters import confval
+from opsctl.render.filters import confval, confword
 from opsctl.spec import SpecError, parse
 from opsctl.spec.types import RESERVED_SHARES, RESERVED_USER_PREFIXES, RESERVED_USERS
 
@@ -229,6 +229,28 @@ def test_confval_keeps_ordinary_values(value):
     assert confval(value) == value
 
 
+@pytest.mark.parametrize("value", ["Mac Pro", "Mac\tPro", "x\ny", "a'b", 'a"b', "a\\", ""])
+def test_confword_refuses_what_splits_or_quotes_a_word(value):
+    with pytest.raises(ValueError, match="as one word of a config line"):
+        confword(value)
+
+
+def test_repro_model_with_spaces_cannot_add_afpd_options():
+    """Netatalk 2's afpd.conf server line splits on spaces: with validation bypassed, a model with a
+    space is refused by the filter instead of adding `-uampath /tmp` to afpd's options."""
+    site = parse(LOCAL_SITE).site
+    site.backup.netatalk.version = 2
+    assert "-mimicmodel TimeCapsule8,119 " in {f.path: f.content for f in render_host(site, "backup")}[
+        "netatalk/afpd.conf"]
+    site.backup.avahi.model = "RackMac -uampath /tmp"
+    with pytest.raises(ValueError, match="'RackMac -uampath /tmp' as one word"):
+        render_host(site, "backup")
+    site.backup.avahi.model = "RackMac"
+    site.backup.users[0].name = 'alice" /etc'  # AppleVolumes.default: path "name" ... allow:user
+    with pytest.raises(ValueError, match="as one word"):
+        render_host(site, "backup")
+
+
 # --------------------------------------------------------------------------- hostile-but-valid sites
 
 
@@ -312,6 +334,12 @@ def test_hostile_but_valid_sites_render_files_the_real_tools_accept(text):
             words = shlex.split(line)
             assert words[words.index("-mimicmodel") + 1] == site.backup.avahi.model
             assert words.count("-mimicmodel") == 1 and words[-2] == "-setuplog"
+        if "netatalk/AppleVolumes.default" in files:  # path "name" options... allow:user, split on spaces
+            lines = [line for line in files["netatalk/AppleVolumes.default"].read_text().splitlines()
+                     if line.startswith("/")]
+            afp = [s for s in site.backup.time_machine_shares if "afp" in s["protocols"]] \
+                + [s for s in site.backup.other_shares if "afp" in s["protocols"]]
+            assert [shlex.split(line)[:2] for line in lines] == [[s["path"], s["name"]] for s in afp]
         if "netatalk/afp.conf" in files:
             text = files["netatalk/afp.conf"].read_text()
             assert all(not line.rstrip().endswith("\\") for line in text.splitlines())

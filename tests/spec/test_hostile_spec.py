@@ -63,6 +63,18 @@ def test_repro_template_injection_in_samba_interfaces_is_refused(tmp_path):
     assert not marker.exists()
 
 
+def test_repro_template_injection_provision_check_runs_nothing(tmp_path):
+    """The reproduction ran the lookup from `opsctl provision --check`; now it stops at validation."""
+    marker = tmp_path / "pwned"
+    site = tmp_path / "site.yml"
+    value = f"{{{{ lookup('pipe', 'touch {marker}') }}}}"
+    site.write_text(_with_samba(SANDBOX, f"interfaces: [{json.dumps(value)}]"))
+    proc = subprocess.run([sys.executable, "-m", "opsctl", "provision", "--check", "--site", str(site)],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    _assert_refused(proc, "backup.samba.interfaces", "lookup('pipe', 'touch")
+    assert not marker.exists()
+
+
 def test_repro_host_vars_proxycommand_is_refused(tmp_path):
     marker = tmp_path / "pwned"
     text = SANDBOX.replace("    groups: [backup_servers]\n", "    groups: [backup_servers]\n    vars:\n"
