@@ -14,6 +14,7 @@ from typing import Annotated
 import typer
 from rich import box
 from rich.table import Table
+from rich.text import Text
 
 from opsctl.cli.common import EXIT_BAD_INPUT, JsonOpt, SiteOpt, console, err, fail, load_site, print_json
 
@@ -103,9 +104,9 @@ def status(site: SiteOpt = None,
         print_json(rows)
         return
     table = Table("job", "name", "state", "time", "nodes", "nodelist/reason", "restarts")
-    for r in rows:
-        table.add_row(r["job_id"], r["name"], r["state"], r["time"], str(r["nodes"]), r["nodelist_or_reason"],
-                      str(r.get("restarts", "")))
+    for r in rows:  # job names come from any cluster user: plain text, never Rich markup
+        table.add_row(*(Text(str(v)) for v in (r["job_id"], r["name"], r["state"], r["time"], r["nodes"],
+                                               r["nodelist_or_reason"], r.get("restarts", ""))))
     console.print(table)
 
 
@@ -154,6 +155,6 @@ def results(site: SiteOpt = None, job_id: JobId = ..., as_json: JsonOpt = False)
     for col in ("steps", "train", "test", "ranks"):
         table.add_column(col, justify="right", no_wrap=True)
     for r in sorted(rows, key=lambda r: (r["test_loss"] is None, r["test_loss"] or 0, r["task"])):
-        table.add_row(str(r["task"]), r["args"] or "-", r["status"], _fmt(r["steps"]), _fmt(r["train_loss"]),
-                      _fmt(r["test_loss"]), _fmt(r["world_size"]))
+        table.add_row(*(Text(v) for v in (str(r["task"]), r["args"] or "-", str(r["status"]), _fmt(r["steps"]),
+                                          _fmt(r["train_loss"]), _fmt(r["test_loss"]), _fmt(r["world_size"]))))
     console.print(table)

@@ -27,6 +27,11 @@ from opsctl.slurm import sweep as sweeps
 from opsctl.spec.models import Job, Site
 
 JOB_ID = re.compile(r"^\d+(_\d+)?$")
+#: a Slurm job name: it lands in ``#SBATCH --job-name=`` and in log file names
+JOB_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", re.ASCII)
+#: Slurm time formats: M, M:S, H:M:S, D-H, D-H:M, D-H:M:S, or UNLIMITED/INFINITE
+TIME = re.compile(r"(UNLIMITED|INFINITE|\d{1,7}(:\d{1,2}){0,2}|\d{1,4}-\d{1,2}(:\d{1,2}){0,2})", re.ASCII)
+PARTITION = re.compile(r"[A-Za-z0-9_-]{1,32}", re.ASCII)
 
 
 class SlurmError(RuntimeError):
@@ -75,6 +80,16 @@ def build_job(site: Site, *, nodes: int = 1, gpus_per_node: int = 0, nproc_per_n
     its per-task arguments after them (the later flag wins) and turns the job into an array.
     """
     s = _need_slurm(site)
+    # each of these lands in the batch script: one token of a known grammar, never a newline
+    if name is not None and not JOB_NAME.fullmatch(name):
+        raise SlurmError(f"--name {name!r}: not a job name; use 1-64 letters, digits, '.', '_' or '-' "
+                         "(starting with a letter or digit), e.g. --name sweep-lr")
+    if time is not None and not TIME.fullmatch(time):
+        raise SlurmError(f"--time {time!r}: not a Slurm time limit; use minutes (90), H:M:S (2:00:00) "
+                         "or D-H:M:S (1-12:00:00)")
+    if partition is not None and not PARTITION.fullmatch(partition):
+        raise SlurmError(f"--partition {partition!r}: not a partition name; use one of "
+                         f"{', '.join(p.name for p in s.partitions)}")
     if nodes < 1 or nodes > len(s.nodes):
         raise SlurmError(f"--nodes {nodes}: the cluster has {len(s.nodes)} compute node(s)")
     if partition is not None and partition not in {p.name for p in s.partitions}:
@@ -108,9 +123,18 @@ def render_script(site: Site, job: dict) -> str:
     return environment().get_template("slurm/job.sbatch.j2").render(opsctl=ctx, job=job)
 
 
+def sbatch_command(site: Site, *options: str) -> str:
+    """``sbatch --parsable`` as the cluster's non-root ``slurm.submit_user`` (never root: the job
+    runs as whoever submits it), from a directory that user may enter."""
+    s = _need_slurm(site)
+    extra = "".join(f" {shlex.quote(o)}" for o in options)
+    return f"cd / && runuser -u {shlex.quote(s.submit_user)} -- sbatch --parsable{extra}"
+
+
 def submit(site: Site, job: dict) -> str:
-    """``sbatch --parsable`` the rendered script on the controller; returns the job id."""
-    out = _run(site, "sbatch --parsable", render_script(site, job)).strip()
+    """``sbatch --parsable`` the rendered script on the controller as ``slurm.submit_user``;
+    returns the job id."""
+    out = _run(site, sbatch_command(site), render_script(site, job)).strip()
     job_id = out.split(";")[0].strip()
     if not job_id.isdigit():
         raise SlurmError(f"sbatch printed {out!r}, not a job id")

@@ -14,7 +14,8 @@ import itertools
 import re
 
 _KEY = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")
-_VALUE = re.compile(r"^[A-Za-z0-9._+-]{1,64}$")
+#: a value never starts with '-' (it would be read as a flag), except a negative number
+_VALUE = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._+-]{0,63}|-[0-9][A-Za-z0-9._+-]{0,62})$")
 #: charlm flags a sweep must not override (they belong to the job, not to a combination).
 RESERVED = {"data", "out", "resume", "device"}
 MAX_TASKS = 1000
@@ -32,11 +33,16 @@ def parse(text: str) -> list[tuple[str, list[str]]]:
         key = key.strip().lstrip("-")
         if not sep or not _KEY.match(key):
             raise SweepError(f"bad sweep term {part!r}; write name=v1,v2 (e.g. lr=1e-3,3e-4)")
-        if key.replace("-", "_") in RESERVED:
-            raise SweepError(f"{key} cannot be swept (the job sets it)")
+        # charlm's argparse also takes a unique prefix of a flag (--ou = --out): refuse those too
+        hit = [r for r in sorted(RESERVED) if r.startswith(key.replace("-", "_"))]
+        if hit:
+            raise SweepError(f"{key} cannot be swept (it is, or abbreviates, --{hit[0]}, which the job sets)")
         vals = [v for v in values.split(",") if v != ""]
-        if not vals or not all(_VALUE.match(v) for v in vals):
-            raise SweepError(f"bad values in {part!r}; use comma-separated numbers or words")
+        bad = [v for v in vals if not _VALUE.match(v)]
+        if not vals or bad:
+            what = f"bad value {bad[0]!r} in {part!r}" if bad else f"no values in {part!r}"
+            raise SweepError(f"{what}; use comma-separated numbers or words (letters, digits, . _ + -, not "
+                             "starting with '-' unless a negative number)")
         if key in (k for k, _ in axes):
             raise SweepError(f"{key} is swept twice; list all its values in one term")
         axes.append((key, vals))

@@ -435,14 +435,19 @@ class Training(Strict):
     image: Image = "opsctl/charlm:latest"
     base_image: Image | None = Field(default=None, description="default: python:3.11-slim / CUDA runtime")
     cuda_image: Image = "nvidia/cuda:12.4.1-cudnn-runtime-ubuntu22.04"
-    data_dir: AbsPath = "/srv/ml/data"
-    checkpoint_dir: AbsPath = "/srv/ml/checkpoints"
+    data_dir: DataRoot = "/srv/ml/data"
+    checkpoint_dir: DataRoot = "/srv/ml/checkpoints"
     data_dataset: DatasetPath | None = Field(default=None, description="ZFS dataset for data (pool/...)")
     checkpoint_dataset: DatasetPath | None = None
     user_uid: int = Field(default=1000, ge=1, le=60000, description="uid the job runs as (non-root)")
     shm_size: Size = "1G"
-    network: bool = Field(default=True, description="false: the job container gets --network none "
-                                                    "(no notifications then)")
+    network: bool = Field(default=False, description="true: the job container may use the network (needed "
+                                                     "for notifications); default --network none")
+    memory_limit: Size = Field(default="16G", description="memory limit of the job container")
+    pids_limit: int = Field(default=4096, ge=64, le=4194304,
+                            description="most processes + threads in the job container (torch starts many threads)")
+    tmp_size: Size = Field(default="1G", description="size of the job container's writable /tmp (a tmpfs; its root "
+                                                     "file system is read-only)")
     offline_build: bool = Field(default=False, description="build the image from local wheels only "
                                                            "(pip --no-index), for hosts without a registry")
     job: Job = Field(default_factory=Job)
@@ -504,9 +509,17 @@ class Slurm(Strict):
     shared_dir: AbsPath = "/shared"
     slurmctld_port: int = Field(default=6817, ge=1, le=65535)
     slurmd_port: int = Field(default=6818, ge=1, le=65535)
-    rdzv_port: int = Field(default=29500, ge=1, le=65535)
+    rdzv_port: int = Field(default=29500, ge=1024, le=64535,
+                           description="base c10d rendezvous port of multi-node jobs: each job uses "
+                                       "rdzv_port + (job id % 1000); one-node jobs use torchrun --standalone")
     container: Literal["apptainer", "docker", "none"] = "apptainer"
     image: AbsPath = "/shared/images/charlm.sif"
+    submit_user: PosixUser = Field(default="charlm", description="non-root account `opsctl job submit` submits "
+                                                                "as (the role creates it on every host)")
+    submit_uid: int = Field(default=3000, ge=1000, le=60000, description="its uid, the same on every host")
+    users_group: str = Field(default="slurmusers", pattern=r"^[a-z_][a-z0-9_-]{0,31}$",
+                             description="group of the cluster users: owns the shared folders (mode 2770)")
+    users_gid: int = Field(default=3000, ge=1000, le=60000, description="its gid, the same on every host")
 
     @model_validator(mode="after")
     def _consistent(self) -> Slurm:
@@ -520,6 +533,11 @@ class Slurm(Strict):
                                  "under slurm.nodes")
         if sum(p.default for p in self.partitions) > 1:
             raise ValueError("more than one partition has default: true; mark exactly one")
+        from opsctl.spec.types import RESERVED_USERS
+
+        if self.users_group in RESERVED_USERS or self.users_group == self.submit_user:
+            raise ValueError(f"slurm.users_group {self.users_group!r} is a system group or the submit user; "
+                             "pick a group of its own such as 'slurmusers'")
         return self
 
 

@@ -8,7 +8,10 @@ through ``opsctl``'s own inventory and runner, then used through ``opsctl.slurm`
   train and the test loss beats the bigram floor (2.45 nats);
 * a 4-task sweep (job array, one combination per task) and its results table;
 * a job cancelled mid-run, then requeued (``scontrol requeue``), resumes from its checkpoint: the
-  step counter continues instead of restarting at 0.
+  step counter continues instead of restarting at 0;
+* jobs run as the non-root ``slurm.submit_user``; a checkpoint another cluster user plants for the
+  next job id (a pickle that runs a command) is refused and never runs;
+* two tasks on one node at once each get their own rendezvous and both complete.
 
 Without Docker this skips on a developer machine and fails in CI (``CI=true``).
 Run: ``pytest -s tests/slurm/test_slurm_cluster.py`` (about 5-10 minutes; the first run also
@@ -251,3 +254,104 @@ def test_preemption_signal_checkpoints_requeues_and_resumes(cluster):
     print(f"job {job_id}: interrupted at step {interrupted[1]}, requeued, resumed at step {resumed[1]}")
     (row,) = jobs.results(site, job_id)
     assert row["status"] == "completed" and row["steps"] == 3000
+
+
+class _RunsCommand:
+    """Unpickling this runs a shell command (what a planted pickle checkpoint would do)."""
+
+    def __init__(self, command: str):
+        self.command = command
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (self.command,))
+
+
+def _submit_as_user(site, script: str, *options: str) -> str:
+    out = jobs._run(site, jobs.sbatch_command(site, *options), script).strip()
+    return out.split(";")[0]
+
+
+def test_checkpoint_planted_for_the_next_job_is_refused(cluster):
+    """Issue #10: job ids are predictable and the checkpoints folder is shared, so another cluster
+    user (mallory, in the users group, not root) plants `<shared>/checkpoints/<next id>_0/ckpt_last.pt`
+    whose pickle runs a command. The job refuses the folder it did not make, fails, and the payload
+    never runs; the planted file is left untouched."""
+    import base64
+    import io
+
+    import torch
+
+    site, shared = cluster["site"], cluster["shared"]
+    s = site.slurm
+    for host in HOSTS:  # a cluster user like any other: known on every host
+        _exec(host, f"id mallory >/dev/null 2>&1 || useradd -M -u 3100 -G {s.users_group} mallory")
+    marker = f"{s.shared_dir}/logs/pwned"
+    buf = io.BytesIO()
+    torch.save({"format": 1, "model_kind": "mlp", "model_state": {}, "step": 1,
+                "x": _RunsCommand(f"touch {marker}")}, buf)
+    payload = base64.b64encode(buf.getvalue()).decode()
+    held = _submit_as_user(site, "#!/bin/sh\ntrue\n", "--hold")  # learn the id counter, run nothing
+    jobs.cancel(site, held)
+    planted = [str(int(held) + i) for i in range(1, 4)]
+    try:
+        _victim_refuses(site, shared, planted, payload)
+    finally:  # the unused planted folders would trap the next tests' jobs too
+        _exec("slurmctl", " ".join(["rm -rf", *(f"{s.shared_dir}/checkpoints/{j}_0" for j in planted)]))
+
+
+def _victim_refuses(site, shared, planted: list[str], payload: str) -> None:
+    import base64
+
+    s = site.slurm
+    for jid in planted:
+        d = f"{s.shared_dir}/checkpoints/{jid}_0"
+        proc = jobs.connection(site, "slurmctl").run_stdin(
+            f"runuser -u mallory -- sh -c 'umask 0 && mkdir {d} && base64 -d > {d}/ckpt_last.pt'", payload)
+        assert proc.returncode == 0, proc.stderr
+    assert (shared / "checkpoints" / f"{planted[0]}_0" / "ckpt_last.pt").stat().st_uid == 3100
+
+    job_id = jobs.submit(site, jobs.build_job(site, nodes=1, name="victim", train_args=[*MLP, "--steps", "50"]))
+    assert job_id in planted, (job_id, planted)
+    rows = _wait(site, job_id, timeout=300)
+    log = jobs.logs(site, job_id)
+    print(log[-2000:])
+    assert rows[0]["state"] == "FAILED", (rows, log[-2000:])
+    assert f"refusing {s.shared_dir}/checkpoints/{job_id}_0: it exists but this job did not make it" in log
+    assert "mallory" in log and "charlm: resuming" not in log
+    assert not (shared / "logs" / "pwned").exists()
+    ckpt = shared / "checkpoints" / f"{job_id}_0" / "ckpt_last.pt"
+    assert ckpt.stat().st_uid == 3100 and base64.b64encode(ckpt.read_bytes()).decode() == payload
+    # the job ran as the non-root submit user, never root
+    user = _exec("slurmctl", f"scontrol show job {job_id} | grep -o 'UserId=[^ ]*'")
+    assert user.startswith(f"UserId={s.submit_user}("), user
+
+
+def test_two_tasks_on_one_node_each_get_their_own_rendezvous(cluster):
+    """Issue #15: every job used `--rdzv_endpoint=<head>:29500`, so two array tasks on one node
+    shared one c10d store and the second died with RendezvousConnectionError when the first ended.
+    One-node jobs now rendezvous on their own (--standalone): two tasks of different lengths run
+    on node1 at the same time and both complete."""
+    site = cluster["site"]
+    job = jobs.build_job(site, nodes=1, name="pair", sweep="steps=300,1500",
+                         train_args=[*MLP, "--eval-every", "100"])
+    job_id = _submit_as_user(site, jobs.render_script(site, job), "--nodelist=node1")
+    t0 = time.monotonic()
+    seen: list[list[dict]] = []
+
+    def both_running_or_one_done(rows: list[dict]) -> bool:
+        if len(rows) == 2 and all(r["state"] == "RUNNING" and r["nodelist_or_reason"] == "node1" for r in rows):
+            seen.append(rows)
+            return True
+        return any(r["state"] in DONE for r in rows)
+
+    _wait(site, job_id, timeout=600, until=both_running_or_one_done)
+    rows = _wait(site, job_id, timeout=900)
+    log = jobs.logs(site, job_id)
+    assert seen, f"the two tasks never ran on node1 at the same time: {rows}\n{log[-3000:]}"
+    print(f"pair {job_id}: both tasks ran on node1 at once; done in {time.monotonic() - t0:.0f} s")
+    assert [r["state"] for r in rows] == ["COMPLETED", "COMPLETED"], (rows, log[-3000:])
+    assert "RendezvousConnectionError" not in log
+    table = jobs.results(site, job_id)
+    assert [(r["status"], r["steps"]) for r in table] == [("completed", 300), ("completed", 1500)]
