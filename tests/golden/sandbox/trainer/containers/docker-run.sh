@@ -2,10 +2,19 @@
 # Run the charlm training job of trainer (site sandbox) under Docker.
 # Rendered by opsctl; extra arguments are passed to `charlm train` (e.g. --resume).
 # Notification secrets are passed through from the environment by name only, never written here.
+# Hardened: no capabilities, no privilege gain (setuid), read-only root with only /tmp (tmpfs) and
+# the checkpoint mount writable, memory and process limits, no network unless training.network.
 set -eu
 exec docker run --rm --init \
     --name charlm-sandbox \
     --user 1000:1000 \
+    --cap-drop ALL \
+    --security-opt no-new-privileges \
+    --read-only \
+    --tmpfs /tmp:rw,nosuid,nodev,size=1G \
+    --env HOME=/tmp \
+    --memory 16G \
+    --pids-limit 4096 \
     --shm-size 1G \
     --stop-timeout 60 \
     --network none \
