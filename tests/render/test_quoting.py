@@ -18,7 +18,7 @@ from tools import REPO
 from opsctl.render import render_host
 from opsctl.render.filters import confval, shjoin, shquote, xmlescape
 from opsctl.spec import SpecError, parse
-from opsctl.spec.types import check_abs_path, check_posix_user
+from opsctl.spec.types import check_data_root, check_posix_user
 
 BASE = (REPO / "inventory" / "sandbox.yml").read_text()
 nasty = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), min_size=0, max_size=40) | \
@@ -97,7 +97,7 @@ def test_data_dir_paths_are_safe_or_refused(path):
         site = parse(text).site
     except SpecError:
         with pytest.raises(ValueError):
-            check_abs_path("/" + path)
+            check_data_root("/" + path)  # training.data_dir is a DataRoot: a safe path, not a system folder
         return
     run = {f.path: f.content for f in render_host(site, "trainer")}["containers/docker-run.sh"]
     words = shlex.split(run.split("exec ", 1)[1].replace("\\\n", " "), comments=False)
