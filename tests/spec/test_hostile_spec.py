@@ -122,6 +122,15 @@ def test_repro_mountpoint_root_slash_is_refused(tmp_path):
     _assert_refused(_validate_cli(tmp_path, text), "backup.pool.mountpoint_root", "'/' is a system folder")
 
 
+@pytest.mark.parametrize("field", ["data_dir", "checkpoint_dir"])
+def test_repro_training_dir_var_lib_is_refused(tmp_path, field):
+    import re
+
+    text, count = re.subn(rf"(?m)^  {field}: .*$", f"  {field}: /var/lib", SANDBOX)
+    assert count == 1
+    _assert_refused(_validate_cli(tmp_path, text), f"training.{field}", "'/var/lib' is a system folder")
+
+
 def test_repro_huge_quota_is_refused(tmp_path):
     proc = _validate_cli(tmp_path, SANDBOX.replace("quota: 100M", "quota: 99999999999P"))
     _assert_refused(proc, "backup.users[1].quota", "'99999999999P' is larger than ZFS can hold")
