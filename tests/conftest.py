@@ -7,6 +7,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from tools import REPO  # noqa: E402
 
+#: The session OpenZFS VM and the xdist grouping that keeps it to one worker.
+pytest_plugins = ["support.vm"]
+
 
 @pytest.fixture
 def example_yaml() -> str:

@@ -1,7 +1,8 @@
 """Role zfs against the sandbox's qemu OpenZFS VM (a container cannot load the ZFS module).
 
-One VM for the module with three blank 1 GiB disks: disk-0 and disk-1 make the sandbox site's
-mirror; disk-2 gets an ext4 file system to prove a disk with a signature is refused.
+The session VM (tests/support/vm.py), reset for this module, with three blank 1 GiB disks: disk-0
+and disk-1 make the sandbox site's mirror; disk-2 gets an ext4 file system to prove a disk with a
+signature is refused.
 
 * create pool + datasets + users, second run changed=0;
 * change alice's quota in the spec -> check mode reports it without touching the dataset, the real
@@ -12,13 +13,10 @@ mirror; disk-2 gets an ext4 file system to prove a disk with a signature is refu
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 
 import pytest
 from _roletest import (
-    cannot_run,
     converge_twice,
     make_site,
     molecule_playbook,
@@ -26,28 +24,18 @@ from _roletest import (
     sandbox_site_data,
     write_inventory,
 )
+from support.vm import reset_vm
 
 pytestmark = [pytest.mark.vm, pytest.mark.slow]
 
-VM_NAME = "rt-zfs"
 HOST = "rt-zfs"
-HOST_TOOLS = ("qemu-system-x86_64", "qemu-img", "ssh", "ssh-keygen", "debootstrap", "mkfs.ext4")
 PLAYBOOK = molecule_playbook("zfs")
 
 
 @pytest.fixture(scope="module")
-def vm():
-    from opsctl.sandbox import zfsvm
-
-    missing = [t for t in HOST_TOOLS if shutil.which(t) is None]
-    if missing:
-        cannot_run(f"missing host tools for the ZFS VM: {missing}")
-    if os.geteuid() != 0:
-        cannot_run("the ZFS VM needs root")
-    zfsvm.ensure_vm_image(progress=print)
-    machine = zfsvm.ZfsVM.boot(VM_NAME, disks=3, disk_size="1G", timeout=600, progress=print)
-    yield machine
-    machine.stop(timeout=30)
+def vm(session_vm):
+    reset_vm(session_vm)
+    return session_vm
 
 
 def _inventory(path, vm, data: dict, **extra):

@@ -1,7 +1,8 @@
 """The sandbox's backup host: a qemu VM with real OpenZFS, Samba, Netatalk and Avahi.
 
 The VM tests build the image on first use (12-15 minutes on 2 cores, cached under
-``$OPSCTL_CACHE/zfsvm``) and boot one VM for the whole module (about a minute under TCG).
+``$OPSCTL_CACHE/zfsvm``) and use the session VM (tests/support/vm.py), reset for this module; only
+the stop test boots (and stops) a VM of its own.
 Outside CI they skip when the host cannot run the VM (not root, no qemu); in CI (``CI=true``)
 they fail instead, so a broken VM path cannot pass unnoticed.
 """
@@ -15,11 +16,12 @@ import time
 from pathlib import Path
 
 import pytest
+from support.vm import DISKS, SESSION_VM, reset_vm
 
 from opsctl.sandbox import zfsvm
 from opsctl.sandbox.errors import SandboxError
 
-VM_NAME = "pytest-zfsvm"
+STOP_VM = "pytest-zfsvm-stop"
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 BOOT_TOOLS = ("qemu-system-x86_64", "qemu-img", "ssh")
 BUILD_TOOLS = ("ssh-keygen", "debootstrap", "mkfs.ext4", "unshare")
@@ -44,10 +46,9 @@ def image() -> Path:
 
 
 @pytest.fixture(scope="module")
-def vm(image: Path):
-    machine = zfsvm.ZfsVM.boot(VM_NAME, disks=2, disk_size="1G", timeout=600, progress=print)
-    yield machine
-    machine.stop(timeout=30)
+def vm(image: Path, session_vm):
+    reset_vm(session_vm)
+    return session_vm
 
 
 # ------------------------------------------------------------------------------ no VM needed
@@ -93,11 +94,11 @@ def test_image_is_cached_and_reused(image: Path):
 
 @pytest.mark.vm
 def test_state_file_describes_the_running_vm(vm):
-    loaded = zfsvm.ZfsVM.load(VM_NAME)
+    loaded = zfsvm.ZfsVM.load(SESSION_VM)
     assert loaded.is_running()
     assert loaded.pid == vm.pid and loaded.ssh_port == vm.ssh_port
-    assert loaded.disk_ids == [f"/dev/disk/by-id/virtio-opsctl-disk-{i}" for i in range(2)]
-    assert zfsvm.ZfsVM.boot(VM_NAME).pid == vm.pid  # idempotent
+    assert loaded.disk_ids == [f"/dev/disk/by-id/virtio-opsctl-disk-{i}" for i in range(DISKS)]
+    assert zfsvm.ZfsVM.boot(SESSION_VM).pid == vm.pid  # idempotent
     assert vm.ssh("hostname", check=True).stdout.strip() == "backup"
 
 
@@ -109,7 +110,7 @@ def test_openzfs_2_is_loaded(vm):
 
 @pytest.mark.vm
 def test_mirror_pool_with_mac_friendly_properties(vm):
-    disks = " ".join(vm.disk_ids)
+    disks = " ".join(vm.disk_ids[:2])
     vm.ssh(f"ls -l {disks}", check=True)
     vm.ssh("zpool create -o ashift=12 -O compression=lz4 -O normalization=formD -O utf8only=on "
            f"-O casesensitivity=insensitive -O atime=off tank mirror {disks}", check=True, timeout=300)
@@ -142,9 +143,12 @@ def test_backup_services_run(vm):
 
 
 @pytest.mark.vm
-def test_stop_cleans_up(vm):
-    run_dir = Path(vm.state["run_dir"])
-    vm.stop(timeout=60)
-    assert not vm.is_running()
-    assert not zfsvm.ZfsVM.state_path(VM_NAME).exists()
+def test_stop_cleans_up(image: Path, session_vm):
+    # its own VM (the session's keeps running); session_vm keeps it on the session VM's worker
+    own = zfsvm.ZfsVM.boot(STOP_VM, disks=0, timeout=1200, progress=print)
+    run_dir = Path(own.state["run_dir"])
+    own.stop(timeout=60)
+    assert not own.is_running()
+    assert not zfsvm.ZfsVM.state_path(STOP_VM).exists()
     assert not run_dir.exists()
+    assert session_vm.is_running()

@@ -1,0 +1,124 @@
+"""The one OpenZFS VM of a test session, shared by every module that needs real ZFS.
+
+Booting the qemu VM costs about a minute under TCG and provisioning it several more, so a test
+session boots it once (per pytest-xdist worker; ``pytest_collection_modifyitems`` below puts every
+test that uses it into one xdist group, hence on one worker) and each module starts from a known
+state with :func:`reset_vm` instead of a reboot: no pools, blank data disks, no Time Machine users.
+
+A module whose site names its backup host differently reaches the same VM through
+:func:`alias_vm`, which makes ``opsctl`` (``ZfsVM.load(name)``) find it under that name.
+
+Fixtures:
+
+* ``session_vm``: the booted :class:`opsctl.sandbox.zfsvm.ZfsVM` (``SESSION_VM``, three 1 GiB disks).
+
+Example::
+
+    @pytest.fixture(scope="module")
+    def vm(session_vm):
+        reset_vm(session_vm)
+        alias_vm(session_vm, "opsbackup")
+        return session_vm
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+
+import pytest
+from tools import need
+
+SESSION_VM = "pytest-backup"
+#: Data disks of the session VM: 0 and 1 make the sandbox sites' mirror, 2 is spare for tests.
+DISKS = 3
+HOST_TOOLS = ("qemu-system-x86_64", "qemu-img", "ssh", "ssh-keygen", "debootstrap", "mkfs.ext4")
+#: xdist group of every test that uses the session VM.
+GROUP = "zfs-vm"
+
+#: Reset steps, one shell script: every pool goes (destroyed, so it is not importable either),
+#: every data disk is blank, every account of a Time Machine user (uid 1000-59999) and its Samba
+#: entry is gone, the Samba/Netatalk/Avahi configuration of the last module is removed.
+_RESET = r"""
+set -u
+for p in $(zpool list -H -o name 2>/dev/null); do zpool destroy -f "$p"; done
+for d in /dev/disk/by-id/virtio-opsctl-disk-*; do
+    case "$d" in *-part*) continue;; esac
+    zpool labelclear -f "$d" >/dev/null 2>&1 || true
+    wipefs -q -a "$d" >/dev/null 2>&1 || true
+done
+udevadm settle --timeout=30 || true
+for u in $(awk -F: '$3 >= 1000 && $3 < 60000 {print $1}' /etc/passwd); do
+    pdbedit -x "$u" >/dev/null 2>&1 || true
+    userdel "$u" >/dev/null 2>&1 || true
+    groupdel "$u" >/dev/null 2>&1 || true
+done
+rm -f /etc/avahi/services/*.service
+rm -rf /var/lib/opsctl
+exit 0
+"""
+
+
+def _tools_or_skip() -> None:
+    missing = [t for t in HOST_TOOLS if shutil.which(t) is None]
+    if missing:
+        need(f"the ZFS VM needs host tools {missing} (scripts/install.sh installs them)")
+    if os.geteuid() != 0:
+        need("the ZFS VM needs root")
+
+
+@pytest.fixture(scope="session")
+def session_vm():
+    """The session's OpenZFS VM, booted once; powered off when the session ends."""
+    from opsctl.sandbox import zfsvm
+
+    _tools_or_skip()
+    started = time.monotonic()
+    zfsvm.ensure_vm_image(progress=print)
+    vm = zfsvm.ZfsVM.boot(SESSION_VM, disks=DISKS, disk_size="1G", timeout=1500, progress=print)
+    print(f"session VM {SESSION_VM} up in {time.monotonic() - started:.1f}s")
+    aliases: list[str] = []
+    vm.aliases = aliases  # names alias_vm wrote, removed at the end
+    yield vm
+    for name in aliases:
+        zfsvm.ZfsVM.state_path(name).unlink(missing_ok=True)
+    vm.stop(timeout=60)
+
+
+def reset_vm(vm) -> None:
+    """Bring the VM back to a known state: no pools, blank data disks, no Time Machine users."""
+    started = time.monotonic()
+    res = vm.ssh(_RESET, timeout=300)
+    assert res.returncode == 0, f"resetting the session VM failed:\n{res.stdout}{res.stderr}"
+    left = vm.ssh("zpool list -H -o name", timeout=60).stdout.strip()
+    assert left == "", f"pools left after the reset: {left}"
+    print(f"session VM reset in {time.monotonic() - started:.1f}s")
+
+
+def alias_vm(vm, name: str) -> None:
+    """Let ``ZfsVM.load(name)`` (so every opsctl command for a site host ``name``) find ``vm``."""
+    from opsctl.sandbox import zfsvm
+
+    if name == vm.name:
+        return
+    path = zfsvm.ZfsVM.state_path(name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({**vm.state, "name": name, "alias_of": vm.name}, indent=2) + "\n")
+    aliases = getattr(vm, "aliases", None)
+    if aliases is not None and name not in aliases:
+        aliases.append(name)
+
+
+def uses_session_vm(item) -> bool:
+    return "session_vm" in getattr(item, "fixturenames", ())
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    """With ``--dist loadgroup``: all tests of the session VM in one group (one worker, one VM);
+    every other test grouped by its file, so module fixtures are set up once, as with loadfile."""
+    for item in items:
+        group = GROUP if uses_session_vm(item) else item.nodeid.split("::", 1)[0]
+        item.add_marker(pytest.mark.xdist_group(group))
