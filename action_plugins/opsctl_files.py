@@ -4,7 +4,8 @@
 a copy) even when nothing changes; under TCG each one is seconds. This plugin renders every
 template (Jinja with ``trim_blocks`` and ``lstrip_blocks``, as ``opsctl render`` does: the same
 template files, one truth) and reads every ``src`` file here, then sends the finished contents
-to the ``opsctl_files`` module, which compares checksums and writes only what differs.
+to the ``opsctl_files`` module, which compares checksums and writes only what differs. The
+module runs in one ssh command with its source and parameters on stdin (``_opsctl_lean.py``).
 
 Task arguments::
 
@@ -25,11 +26,21 @@ field and the value; nothing is sent to the host then.
 from __future__ import annotations
 
 import base64
+import importlib.util
 import os
 
 from ansible.errors import AnsibleActionFail
 from ansible.plugins.action import ActionBase
 from ansible.template import generate_ansible_template_vars, trust_as_template
+
+
+def load_lean():
+    """action_plugins/_opsctl_lean.py (a sibling file; plugin directories are not packages)."""
+    spec = importlib.util.spec_from_file_location(
+        "opsctl_action_lean", os.path.join(os.path.dirname(os.path.abspath(__file__)), "_opsctl_lean.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 DOCUMENTATION = """
 module: opsctl_files
@@ -114,6 +125,5 @@ class ActionModule(ActionBase):
                           "keep": keep})
         module_args = {"directories": list(args.get("directories") or []), "files": files,
                        "lines": list(args.get("lines") or []), "prune": prune}
-        result.update(self._execute_module(module_name="opsctl_files", module_args=module_args,
-                                           task_vars=task_vars))
+        result.update(load_lean().run_lean(self, "opsctl_files", "FileError", module_args, task_vars))
         return result

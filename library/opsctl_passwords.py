@@ -2,7 +2,7 @@
 # WANT_JSON
 """Ansible module ``opsctl_passwords``: set Samba or system passwords of several users in ONE execution.
 
-A standard-library-only "want JSON" module (fast remote start, see library/opsctl_files.py).
+Standard library only; run in one ssh command by its action plugin (see library/opsctl_files.py).
 Passwords arrive only in the module arguments and reach ``smbpasswd``/``chpasswd`` on stdin,
 never on a command line; the result names users, never passwords. Call it with ``no_log: true``.
 

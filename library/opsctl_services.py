@@ -2,7 +2,7 @@
 # WANT_JSON
 """Ansible module ``opsctl_services``: packages present and systemd units in their state, in ONE execution.
 
-A standard-library-only "want JSON" module (fast remote start, see library/opsctl_files.py).
+Standard library only; run in one ssh command by its action plugin (see library/opsctl_files.py).
 It reads the state of every unit with one ``systemctl show`` and runs systemctl only for what
 differs; packages are checked with one ``dpkg-query`` and installed with ``apt-get`` only when
 missing. Honours check mode.

@@ -127,3 +127,42 @@ def test_bad_arguments_fail_with_one_line_and_touch_nothing(tmp_path, task, mess
     assert message.replace("DEST", dest) in out, out[-3000:]
     assert "Traceback" not in out
     assert not os.path.exists(dest)
+
+
+def _play_task(tmp_path, action: str, args: dict, *flags: str) -> tuple[int, str]:
+    inventory = tmp_path / "inventory.yml"
+    inventory.write_text(yaml.safe_dump({"all": {"hosts": {"localhost": {
+        "ansible_connection": "local", "ansible_python_interpreter": "/usr/bin/python3"}}}}))
+    playbook = tmp_path / "play.yml"
+    playbook.write_text(yaml.safe_dump([{"name": "t", "hosts": "all", "gather_facts": False,
+                                         "tasks": [{"name": action, action: args}]}]))
+    env = {**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1",
+           "ANSIBLE_LOCAL_TEMP": str(tmp_path / ".ansible-local")}
+    argv = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(inventory), str(playbook), *flags]
+    proc = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
+                          stdin=subprocess.DEVNULL)
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+def test_password_travels_on_stdin_only_never_in_the_command_or_result(tmp_path):
+    """Even without no_log and at -vvv (every command ansible runs is printed), the password of a
+    failing chpasswd (the user does not exist) shows nowhere; the error names the failure."""
+    rc, out = _play_task(tmp_path, "opsctl_passwords",
+                         {"kind": "system", "passwords": {"opsctl-no-such-user": "pw-Never-Shown-7"}}, "-vvv")
+    assert rc != 0 and "chpasswd failed for the AFP users" in out, out[-3000:]
+    assert "pw-Never-Shown-7" not in out
+    assert "EXEC" in out  # the commands were printed, and none had the password
+
+
+def test_lean_module_errors_are_one_line_results(tmp_path):
+    rc, out = _play_task(tmp_path, "opsctl_passwords", {"kind": "ldap", "passwords": {"a": "b"}})
+    assert rc != 0 and "kind = 'ldap' is not one of samba, system" in out and "Traceback" not in out
+    rc, out = _play_task(tmp_path, "opsctl_services", {"units": [{"name": "x", "state": "running"}]})
+    assert rc != 0 and "units[0].state = 'running' is not one of started" in out
+    rc, out = _play_task(tmp_path, "opsctl_services", {"unit": []})
+    assert rc != 0 and "opsctl_services: unknown argument(s) unit; allowed: packages, units, update_cache" in out
+
+
+def test_services_check_mode_through_ansible_installs_nothing(tmp_path):
+    rc, out = _play_task(tmp_path, "opsctl_services", {"packages": ["opsctl-no-such-package"]}, "--check", "-v")
+    assert rc == 0 and "install opsctl-no-such-package" in out and "changed: [localhost]" in out, out[-3000:]
