@@ -11,7 +11,7 @@ SUDO=""
 # Host tools: Docker engine (sandbox containers), debootstrap (images), qemu (the OpenZFS VM),
 # and the real config readers the render tests call (testparm, xmllint, shellcheck).
 packages=(docker.io debootstrap qemu-system-x86 qemu-utils e2fsprogs openssh-client openssh-server
-          samba-common-bin libxml2-utils shellcheck rsync python3-venv python3-pip git ca-certificates
+          samba-common-bin samba-testsuite libxml2-utils shellcheck rsync python3-venv python3-pip git ca-certificates
           chromium)
 missing=()
 for p in "${packages[@]}"; do
