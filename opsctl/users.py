@@ -3,9 +3,10 @@
 Every change goes the same way: edit the site file round-trip (:mod:`opsctl.spec.edit`),
 validate the whole edited spec, write it atomically, then converge the backup host by running
 the idempotent backup playbook limited to that host (system user, dataset with the defaults and
-the quota, ``chown``/``chmod 700``, share, Avahi ``dkN`` entry all come from the roles). What
-the roles never do (they never delete) is done here explicitly: ``smbpasswd -x`` on remove and
-``zfs destroy`` on purge.
+the quota, ``chown``/``chmod 700``, share, Avahi ``dkN`` entry all come from the roles and the
+desired state, :mod:`opsctl.state.backup`). What the roles never do in a provision (they never
+delete) is done here explicitly: ``smbpasswd -x`` on remove, and on purge the zfs role's guarded
+``opsctl_purge`` module (only a dataset opsctl tagged for that user and the site no longer uses).
 
 Example::
 
@@ -23,6 +24,7 @@ from opsctl.spec.edit import SpecDocument, check_user_entry
 from opsctl.spec.loader import Loaded, SpecError
 from opsctl.spec.models import Site
 from opsctl.spec.types import check_posix_user, parse_size
+from opsctl.state import backup
 
 
 class UserError(Exception):
@@ -56,8 +58,7 @@ def _backup(site: Site) -> None:
 
 
 def dataset_of(site: Site, name: str) -> str:
-    assert site.backup is not None
-    return f"{site.backup.pool.root_dataset}/{name}"
+    return backup.dataset_of(site, name)
 
 
 def share_of(site: Site, name: str) -> str:
@@ -122,17 +123,17 @@ def dataset_used(site: Site, name: str) -> int | None:
         return None
 
 
-def dataset_exists(site: Site, name: str) -> bool:
-    res = backup_connection(site).run(f"zfs list -H -o name {shlex.quote(dataset_of(site, name))}")
-    return res.rc == 0
-
-
-def check_quota_not_below_usage(site: Site, name: str, quota: str, force: bool) -> int | None:
-    """Refuse (UserError) a quota below the dataset's current usage unless ``force``; returns the usage."""
+def check_quota_not_below_usage(site: Site, name: str, quota: str) -> int:
+    """Refuse (UserError) a quota below the dataset's current usage, or when the usage cannot be read;
+    returns the usage. (The zfs role's module refuses it too, whatever the change came from.)"""
     used = dataset_used(site, name)
-    if used is not None and parse_size(quota) < used and not force:
+    if used is None:
+        raise UserError(f"cannot read how much {dataset_of(site, name)} uses (zfs get used failed), so the quota "
+                        "is not changed; check the pool with `opsctl status` and run again", bad_input=False)
+    if parse_size(quota) < used:
         raise UserError(f"{name} already uses {used} bytes ({_human(used)}) of {dataset_of(site, name)}; a quota "
-                        f"of {quota} would stop their backups; pick at least {_human(used)} or pass --force")
+                        f"of {quota} would stop their backups and make Time Machine delete old ones; pick at least "
+                        f"{_human(used)}")
     return used
 
 
@@ -171,18 +172,33 @@ def set_system_password(site: Site, name: str, password: str) -> None:
 
     The netatalk role only sets it for accounts without one, so a re-added user would keep the old one.
     """
-    if "\n" in password or ":" in name:
-        raise UserError("the password must be a single line")
+    from opsctl.apply.secrets import SecretError, check_password
+
+    try:
+        check_password(name, password, "the password given")
+    except SecretError as exc:
+        raise UserError(str(exc)) from None
     res = backup_connection(site).run_stdin("chpasswd", f"{name}:{password}\n")
     if res.returncode != 0:
         raise UserError(f"chpasswd for {name} failed: {(res.stderr or '').strip()}", bad_input=False)
 
 
-def destroy_dataset(site: Site, dataset: str) -> None:
-    conn = backup_connection(site)
-    res = conn.run(f"zfs destroy -r {shlex.quote(dataset)}")
-    if res.rc != 0:
-        raise UserError(f"zfs destroy -r {dataset} failed: {(res.stderr or res.stdout).strip()}", bad_input=False)
+def purge_dataset(site: Site, name: str, *, on_event: Callable[[dict], None] | None = None) -> dict:
+    """Destroy ``name``'s dataset through the zfs role's guarded ``opsctl_purge`` module.
+
+    The module refuses (nothing destroyed) a dataset not tagged ``opsctl:user=<name>``, one with
+    children of anybody else, and one the site still uses; ``site`` is the site *after* the user
+    was removed. Returns the module's result (``destroyed``, or ``absent``).
+    """
+    from opsctl.apply.runner import run_playbook
+
+    assert site.backup is not None
+    summary = run_playbook(site, "purge_user.yml", limit=[site.backup.host], on_event=on_event,
+                           extra_vars={"zfs_purge_dataset": dataset_of(site, name), "zfs_purge_user": name})
+    if summary.failed:
+        why = "; ".join(f.get("msg", "") for f in summary.failures) or "\n".join(summary.log[-10:])
+        raise UserError(why, bad_input=any("refusing" in f.get("msg", "") for f in summary.failures))
+    return {"destroyed": summary.changed > 0}
 
 
 # --------------------------------------------------------------------------- onboarding
@@ -201,7 +217,7 @@ def onboarding(site: Site, name: str) -> list[str]:
     user = next(u for u in site.backup.users if u.name == name)
     server, share = mac_host(site), share_of(site, name)
     lines = [f"Time Machine for {name} on {server}, share {share!r} (quota {user.quota}, Time Machine size "
-             f"{user.tm_size or user.quota}).", ""]
+             f"{user.tm_size_zfs}).", ""]
     if "smb" in user.protocols:
         lines += [
             "1. In Finder: Go > Connect to Server (Cmd-K), enter",
@@ -237,5 +253,5 @@ def _human(n: int) -> str:
 
 
 __all__ = ["Plan", "SpecError", "UserError", "apply_change", "check_quota_not_below_usage", "check_user_entry",
-           "dataset_of", "destroy_dataset", "onboarding", "plan_add", "plan_remove", "plan_set_quota",
+           "dataset_of", "onboarding", "plan_add", "plan_remove", "plan_set_quota", "purge_dataset",
            "samba_forget"]

@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 from rich.live import Live
 
-from opsctl.cli.common import EXIT_BAD_INPUT, SiteOpt, console, err, fail, load_site, print_json
+from opsctl.cli.common import EXIT_BAD_INPUT, SiteOpt, console, err, fail, load_site, print_json, styled
 from opsctl.sandbox.errors import SandboxError
 from opsctl.spec.loader import SpecError
 
@@ -27,7 +27,7 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="print a JSON summary inst
 def _bad(problems: list[str] | str) -> None:
     for problem in [problems] if isinstance(problems, str) else problems:
         err.print(f"error: {problem}", style="red", highlight=False, soft_wrap=True, markup=False)
-    err.print("nothing was applied.", style="red", highlight=False)
+    err.print("nothing was applied.", style="red", highlight=False, markup=False)
     raise typer.Exit(EXIT_BAD_INPUT)
 
 
@@ -43,6 +43,7 @@ def _plan(fn, *args):
 
 
 def _apply(plan, *, as_json: bool, secret_vars: dict | None = None, extra_vars: dict | None = None):
+    from opsctl.apply.runner import Interrupted
     from opsctl.cli.provision_cmd import Progress, _summary
     from opsctl.users import apply_change
 
@@ -59,6 +60,9 @@ def _apply(plan, *, as_json: bool, secret_vars: dict | None = None, extra_vars: 
     except SandboxError as exc:
         fail(f"{exc}; the site file {plan.doc.path} was updated, the host was not: start it and run "
              f"`opsctl provision --limit {plan.host}`")
+    except Interrupted as exc:
+        fail(f"interrupted ({exc.signal_name}): the site file {plan.doc.path} was updated, applying it was stopped; "
+             f"run `opsctl provision --limit {plan.host}`, it converges", 130 if exc.signal_name == "SIGINT" else 143)
     if not as_json:
         _summary(summary)
     if summary.failed:
@@ -70,14 +74,14 @@ def _apply(plan, *, as_json: bool, secret_vars: dict | None = None, extra_vars: 
 
 
 def _password(site, name: str, from_stdin: bool) -> str:
-    from opsctl.apply.secrets import SecretError, samba_passwords
+    from opsctl.apply.secrets import SecretError, check_password, samba_passwords
 
-    if from_stdin:
-        password = sys.stdin.readline().rstrip("\r\n")
-        if not password:
-            _bad("--password-stdin: stdin gave an empty password")
-        return password
     try:
+        if from_stdin:
+            password = sys.stdin.readline().rstrip("\r\n")
+            if not password:
+                _bad("--password-stdin: stdin gave an empty password")
+            return check_password(name, password, "--password-stdin")
         return samba_passwords(site, [name])[name]
     except SecretError as exc:
         _bad(str(exc))
@@ -91,7 +95,7 @@ def add(
     protocols: Annotated[str | None, typer.Option("--protocols", "-p", help="comma-separated: smb, afp "
                                                                               "[default: smb]")] = None,
     tm_size: Annotated[str | None, typer.Option("--tm-size", help="advertised Time Machine size "
-                                                                  "[default: the quota]")] = None,
+                                                                  "[default: 90 % of the quota]")] = None,
     password_stdin: Annotated[bool, typer.Option(
         "--password-stdin", help="read the Samba password from the first line of stdin (else "
         "OPSCTL_SMB_PASSWORD_<USER>, OPSCTL_SECRETS_FILE, the sandbox store or a prompt)")] = False,
@@ -133,8 +137,8 @@ def add(
         print_json({"ok": True, "action": "add", "user": name, "applied": not no_apply, "site": str(plan.doc.path),
                     "onboarding": lines})
         return
-    console.print(f"[green]added[/] {name} to {plan.doc.path}" + (" (not applied: --no-apply)" if no_apply else
-                                                                  f" and applied it to {plan.host}"))
+    console.print(styled(("added", "green"), f" {name} to {plan.doc.path}" + (
+        " (not applied: --no-apply)" if no_apply else f" and applied it to {plan.host}")), highlight=False)
     console.print("\n".join(lines), highlight=False, markup=False, soft_wrap=True)
 
 
@@ -144,12 +148,11 @@ def set_quota(
     quota: Annotated[str, typer.Argument(help="the new ZFS quota, e.g. 600G")],
     tm_size: Annotated[str | None, typer.Option("--tm-size", help="also change the advertised Time Machine "
                                                                   "size")] = None,
-    force: Annotated[bool, typer.Option("--force", help="allow a quota below the current usage")] = False,
     site: SiteOpt = None,
     no_apply: NoApplyOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Change a user's quota; refuses a quota below the dataset's current usage unless --force."""
+    """Change a user's quota; refuses a quota below the dataset's current usage (so does provision)."""
     from opsctl.users import UserError, check_quota_not_below_usage, plan_set_quota
 
     loaded = load_site(site, quiet=True)
@@ -157,9 +160,9 @@ def set_quota(
     used = None
     if not no_apply:
         try:
-            used = check_quota_not_below_usage(loaded.site, name, quota, force)
+            used = check_quota_not_below_usage(loaded.site, name, quota)
         except UserError as exc:
-            _bad(str(exc))
+            _bad(str(exc)) if exc.bad_input else fail(f"{exc}; nothing was applied")
         except SandboxError as exc:
             fail(f"{exc}; cannot read the current usage, nothing was applied")
         _apply(plan, as_json=as_json)
@@ -172,8 +175,9 @@ def set_quota(
         print_json({"ok": True, "action": "set-quota", "user": name, "quota": quota, "used_bytes": used,
                     "applied": not no_apply})
         return
-    console.print(f"[green]quota of {name} is now {quota}[/]" + (f" (uses {used} bytes)" if used is not None else "")
-                  + (" in the site file (not applied: --no-apply)" if no_apply else ""), highlight=False)
+    console.print(styled((f"quota of {name} is now {quota}", "green"),
+                         (f" (uses {used} bytes)" if used is not None else "")
+                         + (" in the site file (not applied: --no-apply)" if no_apply else "")), highlight=False)
 
 
 @app.command()
@@ -190,7 +194,7 @@ def remove(
     """Remove a user's access (spec entry, share, Avahi entry, Samba password). The dataset and the backups in it
     are kept unless --purge."""
     from opsctl.spec.types import check_posix_user
-    from opsctl.users import UserError, dataset_exists, dataset_of, destroy_dataset, plan_remove, samba_forget
+    from opsctl.users import UserError, dataset_of, plan_remove, purge_dataset, samba_forget
 
     loaded = load_site(site, quiet=True)
     try:
@@ -231,23 +235,22 @@ def remove(
             except UserError as exc:
                 fail(str(exc))
     if purge:
+        after = plan.after if in_spec else loaded.site
         try:
-            if dataset_exists(loaded.site, name):
-                destroy_dataset(loaded.site, dataset)
-                result["purged"] = True
-            else:
-                result["purged"] = "dataset did not exist"
-        except (UserError, SandboxError) as exc:
+            result["purged"] = True if purge_dataset(after, name)["destroyed"] else "dataset did not exist"
+        except UserError as exc:
+            _bad(str(exc)) if exc.bad_input else fail(str(exc))
+        except SandboxError as exc:
             fail(str(exc))
     if as_json:
         print_json(result)
         return
     if in_spec:
-        console.print(f"[green]removed[/] {name}'s access" + (" in the site file (not applied: --no-apply)"
-                                                              if no_apply else f" ({result.get('samba')})"),
+        console.print(styled(("removed", "green"), f" {name}'s access" + (
+            " in the site file (not applied: --no-apply)" if no_apply else f" ({result.get('samba')})")),
                       highlight=False)
     if result["purged"] is True:
-        console.print(f"[red]destroyed[/] {dataset}", highlight=False)
+        console.print(styled(("destroyed", "red"), f" {dataset}"), highlight=False)
     elif not purge:
         console.print(f"kept {dataset} and the backups in it (the system account stays as their owner); "
-                      f"`opsctl user remove {name} --purge` destroys it", highlight=False)
+                      f"`opsctl user remove {name} --purge` destroys it", highlight=False, markup=False)

@@ -63,9 +63,10 @@ def render_host(site: Site, host: str, env: jinja2.Environment | None = None) ->
             continue
         text = env.get_template(art.template).render(opsctl=ctx, **art.extra)
         out.append(Rendered(host, art.output, text, art.mode))
-    if ctx["backup"] is not None:
-        steps = plan(ctx["backup"])
-        out.append(Rendered(host, "zfs/plan.json", json.dumps(steps, indent=2) + "\n"))
+    if ctx["state"] is not None:
+        # The desired state the zfs role applies, and the steps plan.sh runs to build it.
+        doc = {"state": ctx["state"], "steps": plan(ctx["state"])}
+        out.append(Rendered(host, "zfs/plan.json", json.dumps(doc, indent=2) + "\n"))
     return out
 
 

@@ -1,56 +1,51 @@
-"""The ordered ZFS plan of a backup server: what ``zpool``/``zfs`` commands create it.
+"""The ordered plan that builds a backup server's ZFS state: pool, accounts, datasets, ownership.
 
-The plan is data (argv lists), rendered as a reviewable shell script
-(``templates/zfs/plan.sh.j2``) and as JSON. It only ever *creates*: nothing in it
-destroys or recreates a pool or dataset.
+The steps are derived from the desired state (:mod:`opsctl.state.backup`), the same object the zfs
+role hands to its modules, and rendered as a reviewable shell script (``templates/zfs/plan.sh.j2``)
+and, with the state itself, as JSON. The plan only ever *creates*: nothing in it destroys or
+recreates a pool or dataset (the role also imports a pool that exists on its disks, which a
+script cannot decide safely: plan.sh stops when the pool is not imported but its disks carry ZFS
+labels).
 
 Example::
 
-    >>> steps = plan(site.backup.model_dump(mode="json"))
-    >>> steps[0]["argv"][:4]
+    >>> steps = plan(backup_state(site).as_dict())   # doctest: +SKIP
+    >>> steps[0]["argv"][:4]                          # doctest: +SKIP
     ['zpool', 'create', '-o', 'ashift=12']
 """
 
 from __future__ import annotations
 
 
-def plan(backup: dict) -> list[dict]:
-    """Steps ``{"id", "check", "argv"}`` for the ``backup`` section (as in the template context):
-    run ``argv`` only when ``check`` (an argv, or None for always) fails."""
-    pool = backup["pool"]
+def plan(state: dict) -> list[dict]:
+    """Steps ``{"id", "check", "argv"}`` for a backup state (``BackupState.as_dict()``): run ``argv``
+    only when ``check`` (an argv, or None for always) fails."""
+    pool = state["pool"]
     steps: list[dict] = []
     create = ["zpool", "create", "-o", f"ashift={pool['ashift']}"]
-    for name, value in {**backup["dataset_defaults"], **pool["properties"]}.items():
+    for name, value in pool["root_properties"].items():
         create += ["-O", f"{name}={value}"]
-    create += ["-O", f"mountpoint=/{pool['name']}", pool["name"], *pool["zpool_args"]]
+    create += [pool["name"], *pool["zpool_args"]]
     steps.append({"id": f"pool:{pool['name']}", "check": ["zpool", "list", "-H", "-o", "name", pool["name"]],
                   "argv": create})
-    if pool["dataset_root"]:
-        parts = pool["dataset_root"].split("/")
-        for depth in range(1, len(parts) + 1):
-            dataset = "/".join([pool["name"], *parts[:depth]])
-            argv = ["zfs", "create"]
-            if depth == len(parts):
-                argv += ["-o", f"mountpoint={pool['root_mountpoint']}"]
-            steps.append({"id": f"dataset:{dataset}", "check": ["zfs", "list", "-H", "-o", "name", dataset],
-                          "argv": [*argv, dataset]})
-    for share in backup["time_machine_shares"]:
-        argv = ["zfs", "create"]
-        for name, value in share["properties"].items():
+    for user in state["users"]:
+        steps.append({"id": f"group:{user['name']}", "check": ["getent", "group", user["name"]],
+                      "argv": ["groupadd", *(["-g", str(user["uid"])] if user["uid"] else []), user["name"]]})
+        steps.append({"id": f"user:{user['name']}", "check": ["getent", "passwd", user["name"]],
+                      "argv": ["useradd", "-M", "-g", user["name"], "-d", user["home"], "-s", "/usr/sbin/nologin",
+                               "-c", user["full_name"], *(["-u", str(user["uid"])] if user["uid"] else []),
+                               user["name"]]})
+    for ds in state["datasets"]:
+        argv = ["zfs", "create", *(["-p"] if ds["parents"] else [])]
+        for name, value in ds["properties"].items():
             argv += ["-o", f"{name}={value}"]
-        argv += ["-o", f"quota={share['quota']}", "-o", f"mountpoint={share['path']}", share["dataset"]]
-        steps.append({"id": f"dataset:{share['dataset']}",
-                      "check": ["zfs", "list", "-H", "-o", "name", share["dataset"]], "argv": argv})
-        steps.append({"id": f"owner:{share['path']}", "check": None,
-                      "argv": ["chown", f"{share['user']}:{share['user']}", share["path"]]})
-        steps.append({"id": f"mode:{share['path']}", "check": None, "argv": ["chmod", "0700", share["path"]]})
-    for share in backup["other_shares"]:
-        argv = ["zfs", "create", "-p"]
-        for name, value in backup["dataset_defaults"].items():
-            argv += ["-o", f"{name}={value}"]
-        if share["quota"]:
-            argv += ["-o", f"quota={share['quota']}"]
-        argv += ["-o", f"mountpoint={share['path']}", share["dataset"]]
-        steps.append({"id": f"dataset:{share['dataset']}",
-                      "check": ["zfs", "list", "-H", "-o", "name", share["dataset"]], "argv": argv})
+        if ds["user"]:
+            argv += ["-o", f"{state['user_tag']}={ds['user']}"]
+        steps.append({"id": f"dataset:{ds['name']}", "check": ["zfs", "list", "-H", "-o", "name", ds["name"]],
+                      "argv": [*argv, ds["name"]]})
+        if ds["owner"]:
+            path = ds["mountpoint"]
+            steps.append({"id": f"owner:{path}", "check": None,
+                          "argv": ["chown", f"{ds['owner']}:{ds['owner']}", path]})
+            steps.append({"id": f"mode:{path}", "check": None, "argv": ["chmod", ds["mode"], path]})
     return steps

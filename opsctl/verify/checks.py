@@ -39,7 +39,7 @@ class Probe:
 
 
 def zfs_pool(p: Probe, ctx: dict) -> Iterator[Check]:
-    pool = ctx["backup"]["pool"]
+    pool = ctx["state"]["pool"]
     out = p.run(f"zpool list -H -o health {shlex.quote(pool['name'])}")
     health = out.stdout.strip()
     yield p.check(f"pool {pool['name']} ONLINE", out.rc == 0 and health == "ONLINE",
@@ -56,26 +56,34 @@ def _props(p: Probe, dataset: str, names: list[str]) -> dict[str, str] | None:
     return dict(line.split("\t", 1) for line in out.stdout.strip().splitlines())
 
 
+def _want(prop: str, value: str) -> str:
+    """A planned property as ``zfs get -p`` prints it (sizes in bytes)."""
+    if prop in ("quota", "refquota", "reservation", "refreservation"):
+        return "0" if value == "none" else str(parse_size(value))
+    return value
+
+
 def zfs_datasets(p: Probe, ctx: dict) -> Iterator[Check]:
-    for share in ctx["backup"]["time_machine_shares"]:
-        want = dict(share["properties"])
-        want["quota"] = str(parse_size(share["quota"]))
-        want["mountpoint"] = share["path"]
-        have = _props(p, share["dataset"], sorted(want))
+    """Every planned dataset (opsctl.state.backup) has every planned property."""
+    for ds in ctx["state"]["datasets"]:
+        want = {k: _want(k, v) for k, v in ds["properties"].items()}
+        have = _props(p, ds["name"], sorted(want))
         if have is None:
-            yield p.check(f"dataset {share['dataset']} exists", False, "missing")
+            yield p.check(f"dataset {ds['name']} exists", False, "missing")
             continue
         wrong = {k: (have.get(k), v) for k, v in want.items() if have.get(k) != v}
-        yield p.check(f"dataset {share['dataset']} properties", not wrong,
+        yield p.check(f"dataset {ds['name']} properties", not wrong,
                       ", ".join(f"{k}={a} (want {w})" for k, (a, w) in wrong.items()) or
-                      f"quota={share['quota']} " + " ".join(f"{k}={v}" for k, v in share["properties"].items()))
+                      " ".join(f"{k}={v}" for k, v in ds["properties"].items()))
 
 
 def user_dirs(p: Probe, ctx: dict) -> Iterator[Check]:
-    for share in ctx["backup"]["time_machine_shares"]:
-        f = p.host.file(share["path"])
-        ok = f.is_directory and f.user == share["user"] and f.mode == 0o700
-        yield p.check(f"{share['path']} 0700 {share['user']}", ok,
+    for ds in ctx["state"]["datasets"]:
+        if not ds["owner"]:
+            continue
+        f = p.host.file(ds["mountpoint"])
+        ok = f.is_directory and f.user == ds["owner"] and f.mode == int(ds["mode"], 8)
+        yield p.check(f"{ds['mountpoint']} {ds['mode']} {ds['owner']}", ok,
                       f"mode={oct(f.mode) if f.exists else '-'} owner={f.user if f.exists else '-'}")
 
 

@@ -1,69 +1,77 @@
 #!/usr/bin/python
-"""Ansible module: create a ZFS dataset once, keep its mutable properties as specified; never destroy."""
+"""Ansible module: converge all of a backup host's datasets in one call; never destroy."""
 
 from __future__ import annotations
 
 DOCUMENTATION = r"""
 ---
 module: opsctl_zfs
-short_description: Create a ZFS dataset and converge its mutable properties
+short_description: Create the planned ZFS datasets and converge their mutable properties, in one call
 description:
-  - Creates dataset O(name) with every property of O(properties) given as C(-o name=value) at creation
-    (create-only properties such as C(normalization) can only be set then).
-  - On an existing dataset, compares each property with C(zfs get -Hp -o property,value,source)
-    (sizes such as C(100M) are compared in bytes, C(none) as 0) and runs one C(zfs set) for the ones
-    that drifted; C(changed) and the diff report exactly those.
-  - A create-only property (O(create_only)) whose value differs fails the task, naming the dataset,
-    property, actual and wanted values. Such a property can only change by creating a new dataset
-    and migrating the data; this module never destroys or recreates a dataset.
+  - Takes the datasets of the backup server's desired state (C(opsctl.state.datasets), computed by
+    opsctl.state.backup) in creation order and converges them with one C(zfs list) and one C(zfs get)
+    for all of them.
+  - A missing dataset is created with every property given as C(-o name=value) (create-only properties
+    such as C(normalization) can only be set then), tagged C(opsctl:user=<user>) when it is a user's.
+  - On an existing dataset each property is compared (sizes such as C(100M) in bytes, C(none) as 0) and
+    one C(zfs set) runs for the ones that drifted.
+  - Refusals, checked for every dataset before anything is changed (so a refused run changes nothing):
+    a create-only property that differs (it can only change by creating a new dataset and migrating
+    the data; this module never destroys or recreates one); a quota below what the dataset already uses
+    (Time Machine would delete old backups to fit); a quota change whose usage cannot be read.
+  - Then the mountpoint of each dataset with an C(owner) gets that owner and group and C(mode).
   - Supports check mode and diff mode.
 options:
-  name:
-    description: Full dataset name (C(pool/a/b)).
-    type: str
+  datasets:
+    description:
+      - Datasets in creation order, each a dict with C(name), C(properties) (dict), optional C(user)
+        (tag), C(owner), C(mode) (octal string) and C(parents) (zfs create -p).
+    type: list
+    elements: dict
     required: true
-  properties:
-    description: Wanted properties (C(quota), C(compression), C(mountpoint), ...).
-    type: dict
-    default: {}
   create_only:
     description: Properties ZFS accepts only at creation.
     type: list
     elements: str
     default: [normalization, utf8only, casesensitivity]
-  parents:
-    description: Create missing parent datasets (C(zfs create -p)).
-    type: bool
-    default: false
+  user_tag:
+    description: The user property that marks a user's dataset.
+    type: str
+    default: "opsctl:user"
 author: opsctl
 """
 
 EXAMPLES = r"""
-- name: A Time Machine dataset
+- name: Converge the Time Machine datasets
   opsctl_zfs:
-    name: tank/timemachine/alice
-    properties: {normalization: formD, utf8only: "on", casesensitivity: insensitive, quota: 200M,
-                 mountpoint: /tank/timemachine/alice}
+    datasets:
+      - {name: tank/timemachine, properties: {mountpoint: /tank/timemachine}}
+      - name: tank/timemachine/alice
+        properties: {quota: 200M, mountpoint: /tank/timemachine/alice, casesensitivity: insensitive}
+        user: alice
+        owner: alice
+        mode: "0700"
 """
 
 RETURN = r"""
 created:
-  description: Whether the dataset was (or in check mode would be) created.
-  type: bool
+  description: Datasets created (or, in check mode, that would be).
+  type: list
   returned: always
 set:
-  description: The properties set (name -> wanted value) on an existing dataset.
+  description: Per dataset, the properties set (name -> wanted value).
   type: dict
   returned: always
-actual:
-  description: The properties as read before any change (name -> value, sizes in bytes).
-  type: dict
-  returned: when the dataset existed
+owned:
+  description: Mountpoints whose owner or mode was changed.
+  type: list
+  returned: always
 """
 
-import re  # noqa: E402 - Ansible modules put DOCUMENTATION first
+import os  # noqa: E402 - Ansible modules put DOCUMENTATION first
+import re  # noqa: E402
 
-from ansible.module_utils.basic import AnsibleModule  # noqa: E402 - Ansible modules put DOCUMENTATION first
+from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 
 #: Properties whose values are sizes (``zfs get -p`` prints them in bytes; ``none`` is 0).
 SIZE_PROPERTIES = {"quota", "refquota", "reservation", "refreservation", "recordsize", "volsize",
@@ -84,110 +92,178 @@ def size_bytes(value: str) -> int | None:
     return int(float(number) * _UNITS[unit.upper()])
 
 
+def text(value: object) -> str:
+    return {True: "on", False: "off"}[value] if isinstance(value, bool) else str(value)
+
+
 def normalize(prop: str, value: object) -> str:
-    text = {True: "on", False: "off"}.get(value, value) if isinstance(value, bool) else str(value)
+    value = text(value)
     if prop in SIZE_PROPERTIES:
-        size = size_bytes(text)
-        return str(size) if size is not None else text
-    if prop == "mountpoint" and text not in ("none", "legacy", "-"):
-        return text.rstrip("/") or "/"
-    return text
+        size = size_bytes(value)
+        return str(size) if size is not None else value
+    if prop == "mountpoint" and value not in ("none", "legacy", "-"):
+        return value.rstrip("/") or "/"
+    return value
 
 
-def dataset_exists(module: AnsibleModule, name: str) -> bool:
-    rc, _out, err = module.run_command(["zfs", "list", "-H", "-o", "name", name])
-    if rc == 0:
-        return True
-    if "does not exist" in err:
-        return False
-    module.fail_json(msg=f"`zfs list {name}` failed (rc {rc}): {err.strip()}")
-    return False
+def human(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "K", "M", "G", "T", "P"):
+        if value < 1024 or unit == "P":
+            return f"{value:.0f}{unit}" if unit == "B" else f"{value:.1f}{unit}"
+        value /= 1024
+    return str(n)
 
 
-def get_properties(module: AnsibleModule, name: str, props: list[str]) -> dict[str, dict[str, str]]:
-    rc, out, err = module.run_command(["zfs", "get", "-Hp", "-o", "property,value,source", ",".join(props), name])
+def run(module: AnsibleModule, argv: list[str], result: dict) -> str:
+    rc, out, err = module.run_command(argv)
     if rc != 0:
-        module.fail_json(msg=f"`zfs get {','.join(props)} {name}` failed (rc {rc}): {err.strip()}")
-    found: dict[str, dict[str, str]] = {}
+        module.fail_json(msg=f"`{' '.join(argv)}` failed (rc {rc}): {err.strip() or out.strip()}", **result)
+    return out
+
+
+def existing(module: AnsibleModule, names: list[str], result: dict) -> set[str]:
+    pools = sorted({n.split("/", 1)[0] for n in names})
+    rc, out, err = module.run_command(["zfs", "list", "-H", "-o", "name", "-t", "filesystem,volume", "-r", *pools])
+    if rc != 0 and module.check_mode and "does not exist" in err:
+        # check mode: the pool task only said it would create or import the pool
+        module.warn(f"pool {', '.join(pools)} is not imported yet: every dataset is shown as to be created")
+        return set()
+    if rc != 0:
+        module.fail_json(msg=f"`zfs list -r {' '.join(pools)}` failed (rc {rc}): {err.strip()}; is the pool "
+                             "imported (zpool list)?", **result)
+    return set(out.split())
+
+
+def current(module: AnsibleModule, names: list[str], props: list[str], result: dict) -> dict[str, dict[str, str]]:
+    """``{dataset: {property: value}}`` of ``props`` (and ``used``) for all ``names``, in one ``zfs get``."""
+    found: dict[str, dict[str, str]] = {n: {} for n in names}
+    if not names:
+        return found
+    out = run(module, ["zfs", "get", "-Hp", "-o", "name,property,value", ",".join(sorted({*props, "used"})),
+                       *names], result)
     for line in out.splitlines():
         parts = line.split("\t")
-        if len(parts) >= 3:
-            found[parts[0]] = {"value": parts[1], "source": parts[2]}
+        if len(parts) >= 3 and parts[0] in found:
+            found[parts[0]][parts[1]] = parts[2]
     return found
 
 
-def _fmt(props: dict[str, str]) -> str:
-    return "".join(f"{k}={v}\n" for k, v in sorted(props.items()))
+def owner_changes(datasets: list[dict]) -> list[tuple[dict, str]]:
+    """Mountpoints whose owner/group/mode differ from the plan (a missing user is the users task's job)."""
+    import grp
+    import pwd
+
+    changes = []
+    for d in datasets:
+        owner, path = d.get("owner"), d["properties"].get("mountpoint")
+        if not owner or not path:
+            continue
+        try:
+            st = os.stat(path)
+            uid, gid = pwd.getpwnam(owner).pw_uid, grp.getgrnam(owner).gr_gid
+        except (OSError, KeyError):
+            changes.append((d, "absent"))
+            continue
+        mode = int(str(d.get("mode") or "0700"), 8)
+        if st.st_uid != uid or st.st_gid != gid or (st.st_mode & 0o7777) != mode:
+            changes.append((d, f"{st.st_uid}:{st.st_gid} {oct(st.st_mode & 0o7777)}"))
+    return changes
 
 
 def main() -> None:
     module = AnsibleModule(
         argument_spec={
-            "name": {"type": "str", "required": True},
-            "properties": {"type": "dict", "default": {}},
+            "datasets": {"type": "list", "elements": "dict", "required": True},
             "create_only": {"type": "list", "elements": "str",
                             "default": ["normalization", "utf8only", "casesensitivity"]},
-            "parents": {"type": "bool", "default": False},
+            "user_tag": {"type": "str", "default": "opsctl:user"},
         },
         supports_check_mode=True,
     )
-    name = module.params["name"]
-    wanted = {k: normalize(k, v) for k, v in module.params["properties"].items()}
-    raw_wanted = {k: ({True: "on", False: "off"}[v] if isinstance(v, bool) else str(v))
-                  for k, v in module.params["properties"].items()}
+    datasets = module.params["datasets"]
     create_only = set(module.params["create_only"])
-    result = {"changed": False, "created": False, "name": name, "set": {}}
+    tag = module.params["user_tag"]
+    result: dict = {"changed": False, "created": [], "set": {}, "owned": []}
+    before, after = [], []
 
-    if not dataset_exists(module, name):
-        argv = ["zfs", "create"]
-        if module.params["parents"]:
-            argv.append("-p")
-        for prop, value in raw_wanted.items():
-            argv += ["-o", f"{prop}={value}"]
-        argv.append(name)
-        result.update(changed=True, created=True, argv=argv,
-                      diff={"before": f"dataset {name}: absent\n",
-                            "after": f"dataset {name}:\n" + _fmt(raw_wanted)})
+    have = existing(module, [d["name"] for d in datasets], result)
+    present = [d for d in datasets if d["name"] in have]
+    props = sorted({p for d in present for p in d.get("properties") or {}})
+    actual = current(module, [d["name"] for d in present], props, result)
+
+    # 1. Plan every change and collect every refusal before touching anything.
+    refusals: list[str] = []
+    creates: list[list[str]] = []
+    sets: list[tuple[str, dict[str, str]]] = []
+    for d in datasets:
+        name, wanted = d["name"], {k: text(v) for k, v in (d.get("properties") or {}).items()}
+        if name not in have:
+            argv = ["zfs", "create", *(["-p"] if d.get("parents") else [])]
+            for prop, value in wanted.items():
+                argv += ["-o", f"{prop}={value}"]
+            if d.get("user"):
+                argv += ["-o", f"{tag}={d['user']}"]
+            creates.append([*argv, name])
+            result["created"].append(name)
+            before.append(f"dataset {name}: absent\n")
+            after.append(f"dataset {name}:\n" + "".join(f"  {k}={v}\n" for k, v in sorted(wanted.items())))
+            continue
+        now = actual[name]
+        unknown = sorted(set(wanted) - set(now))
+        if unknown:
+            refusals.append(f"ZFS does not know the propert{'y' if len(unknown) == 1 else 'ies'} "
+                            f"{', '.join(unknown)} (dataset {name})")
+            continue
+        for prop in sorted(wanted):
+            if prop in create_only and normalize(prop, now[prop]) != normalize(prop, wanted[prop]):
+                refusals.append(
+                    f"dataset {name}: create-only property {prop} is {now[prop]!r}, the spec wants "
+                    f"{wanted[prop]!r}. It can only be set when a dataset is created, so it can only change by "
+                    "creating a new dataset with the wanted value and migrating the data (e.g. zfs send | "
+                    "zfs recv -o ..., or rsync), then renaming it into place. opsctl never destroys or "
+                    "recreates a dataset; alternatively change the spec to the actual value.")
+        drift = {p: wanted[p] for p in sorted(wanted)
+                 if p not in create_only and normalize(p, now[p]) != normalize(p, wanted[p])}
+        if "quota" in drift and drift["quota"] != "none":
+            used = size_bytes(now.get("used", ""))
+            quota = size_bytes(drift["quota"])
+            if used is None or quota is None:
+                refusals.append(f"dataset {name}: cannot read how much it uses (zfs get used said "
+                                f"{now.get('used')!r}), so a quota change to {drift['quota']} is refused; "
+                                "check the pool (zpool status) and run again")
+            elif 0 < quota < used:
+                refusals.append(
+                    f"dataset {name} already uses {human(used)} ({used} bytes); a quota of {drift['quota']} "
+                    "below that would stop its backups and make Time Machine delete old ones to fit. Set a "
+                    f"quota of at least {human(used)} in the site file, or free space on the share first.")
+        if drift:
+            sets.append((name, drift))
+            result["set"][name] = drift
+            before.append(f"dataset {name}:\n" + "".join(f"  {p}={now[p]}\n" for p in drift))
+            after.append(f"dataset {name}:\n" + "".join(f"  {p}={v}\n" for p, v in drift.items()))
+    if refusals:
+        module.fail_json(msg="refused, nothing was changed: " + " | ".join(refusals), refusals=refusals,
+                         **{k: v for k, v in result.items() if k != "changed"}, changed=False)
+
+    # 2. Apply: create, set, then own the mountpoints.
+    if not module.check_mode:
+        for argv in creates:
+            run(module, argv, result)
+        for name, drift in sets:
+            run(module, ["zfs", "set", *(f"{p}={v}" for p, v in drift.items()), name], result)
+    owners = owner_changes(datasets)  # in check mode a dataset still to be created counts as "absent"
+    for d, was in owners:
+        path, mode = d["properties"]["mountpoint"], str(d.get("mode") or "0700")
+        result["owned"].append(path)
+        before.append(f"{path}: {was}\n")
+        after.append(f"{path}: {d['owner']}:{d['owner']} {mode}\n")
         if not module.check_mode:
-            rc, out, err = module.run_command(argv)
-            if rc != 0:
-                module.fail_json(msg=f"`{' '.join(argv)}` failed (rc {rc}): {err.strip() or out.strip()}", **result)
-        module.exit_json(**result)
-
-    if not wanted:
-        module.exit_json(**result)
-    current = get_properties(module, name, sorted(wanted))
-    result["actual"] = {k: v["value"] for k, v in current.items()}
-    unknown = sorted(set(wanted) - set(current))
-    if unknown:
-        module.fail_json(msg=f"ZFS does not know the propert{'y' if len(unknown) == 1 else 'ies'} "
-                             f"{', '.join(unknown)} (dataset {name})", **result)
-
-    mismatched = [(p, current[p]["value"], raw_wanted[p]) for p in sorted(wanted)
-                  if p in create_only and normalize(p, current[p]["value"]) != wanted[p]]
-    if mismatched:
-        detail = "; ".join(f"{p} is {actual!r}, the spec wants {want!r}" for p, actual, want in mismatched)
-        module.fail_json(
-            msg=f"dataset {name}: create-only propert{'y' if len(mismatched) == 1 else 'ies'} differ from the "
-                f"spec: {detail}. {'This property' if len(mismatched) == 1 else 'These properties'} can only be "
-                "set when a dataset is created, so it can only change by creating a new dataset with the "
-                "wanted value and migrating the data (e.g. zfs send | zfs recv -o ..., or rsync), then "
-                "renaming it into place. opsctl never destroys or recreates a dataset; alternatively change "
-                "the spec to the actual value.",
-            **result)
-
-    drift = {p: raw_wanted[p] for p in sorted(wanted)
-             if p not in create_only and normalize(p, current[p]["value"]) != wanted[p]}
-    if drift:
-        argv = ["zfs", "set", *(f"{p}={v}" for p, v in drift.items()), name]
-        before = {p: current[p]["value"] for p in drift}
-        result.update(changed=True, set=drift, argv=argv,
-                      diff={"before": f"dataset {name}:\n" + _fmt(before),
-                            "after": f"dataset {name}:\n" + _fmt(drift)})
-        if not module.check_mode:
-            rc, out, err = module.run_command(argv)
-            if rc != 0:
-                module.fail_json(msg=f"`{' '.join(argv)}` failed (rc {rc}): {err.strip() or out.strip()}", **result)
+            run(module, ["chown", f"{d['owner']}:{d['owner']}", path], result)
+            run(module, ["chmod", mode, path], result)
+    result["changed"] = bool(creates or sets or owners)
+    if result["changed"]:
+        result["diff"] = {"before": "".join(before), "after": "".join(after)}
     module.exit_json(**result)
 
 

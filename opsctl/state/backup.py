@@ -1,0 +1,176 @@
+"""The backup server's desired state, computed once from the validated site.
+
+One object says what the backup host must look like: the pool (vdevs, ashift, root dataset
+properties), every dataset in creation order with every property it gets (quota and mountpoint
+included), the owner and mode of each Time Machine dataset's mountpoint, the ``opsctl:user`` tag
+that marks a dataset opsctl created for a user, and the users' system accounts.
+
+Everybody reads this object instead of working the facts out again:
+
+* the zfs role gets it as ``opsctl.state`` (:func:`opsctl.render.context.context_for`) and hands
+  the pool, the datasets and the users to one module call each;
+* ``opsctl render`` writes it as ``zfs/plan.json`` and ``zfs/plan.sh`` (:mod:`opsctl.render.zfs_plan`);
+* ``opsctl verify`` compares the host with it; ``opsctl user`` takes dataset names and the
+  purge guard's inputs from it.
+
+Example::
+
+    >>> state = backup_state(load().site)          # doctest: +SKIP
+    >>> [d.name for d in state.datasets]           # doctest: +SKIP
+    ['tank/timemachine', 'tank/timemachine/alice', 'tank/timemachine/bob']
+    >>> state.dataset('tank/timemachine/alice').properties['quota']   # doctest: +SKIP
+    '200M'
+"""
+
+from __future__ import annotations
+
+import posixpath
+from dataclasses import asdict, dataclass, field
+
+from opsctl.spec.models import Site
+from opsctl.spec.types import parse_size
+
+#: The ZFS user property that marks a dataset opsctl created for a Time Machine user; only such
+#: a dataset may ever be purged (``opsctl user remove --purge``).
+USER_TAG = "opsctl:user"
+#: Properties ZFS accepts only when a dataset is created; a drifted one is refused, never "fixed".
+CREATE_ONLY = ("normalization", "utf8only", "casesensitivity")
+#: Mode of a Time Machine dataset's mountpoint (owned user:user).
+SHARE_MODE = "0700"
+
+
+@dataclass(frozen=True)
+class PoolState:
+    """The pool: created once on blank disks, imported when it already exists on them."""
+
+    name: str
+    vdevs: list[dict]  # [{"type": "mirror", "disks": [...]}, ...] ("stripe": plain disks)
+    zpool_args: list[str]  # the vdev part of `zpool create`
+    ashift: int
+    root_properties: dict[str, str]  # -O properties of the root dataset (mountpoint included)
+
+    @property
+    def disks(self) -> list[str]:
+        return [d for v in self.vdevs for d in v["disks"]]
+
+    @property
+    def disk_dirs(self) -> list[str]:
+        """The folders ``zpool import -d`` scans for this pool (e.g. ``/dev/disk/by-id``)."""
+        return sorted({posixpath.dirname(d) for d in self.disks})
+
+
+@dataclass(frozen=True)
+class DatasetState:
+    """One dataset with every property it is created with and kept at."""
+
+    name: str
+    properties: dict[str, str]
+    kind: str  # "parent" (below the pool, above the users'), "user" (Time Machine), "share" (extra share)
+    user: str | None = None  # Time Machine user: tagged opsctl:user=<user> at creation
+    owner: str | None = None  # the mountpoint's owner and group
+    mode: str | None = None  # the mountpoint's mode
+    parents: bool = False  # create missing parents (zfs create -p)
+
+    @property
+    def mountpoint(self) -> str:
+        return self.properties.get("mountpoint", "")
+
+    @property
+    def quota_bytes(self) -> int | None:
+        quota = self.properties.get("quota")
+        return parse_size(quota) if quota and quota != "none" else None
+
+
+@dataclass(frozen=True)
+class AccountState:
+    """The system account of a Time Machine user (no login shell; home = its dataset's mountpoint)."""
+
+    name: str
+    uid: int | None
+    full_name: str
+    home: str
+
+
+@dataclass(frozen=True)
+class BackupState:
+    host: str
+    pool: PoolState
+    datasets: list[DatasetState]
+    users: list[AccountState]
+    create_only: list[str] = field(default_factory=lambda: list(CREATE_ONLY))
+
+    def dataset(self, name: str) -> DatasetState:
+        for d in self.datasets:
+            if d.name == name:
+                return d
+        raise KeyError(name)
+
+    def user_dataset(self, user: str) -> DatasetState | None:
+        return next((d for d in self.datasets if d.user == user), None)
+
+    def referenced(self) -> list[str]:
+        """Every dataset the site still declares (what a purge must never destroy)."""
+        return [self.pool.name, *(d.name for d in self.datasets)]
+
+    def as_dict(self) -> dict:
+        """Plain JSON-able data: the Ansible host variable ``opsctl.state`` and ``plan.json``."""
+        data = asdict(self)
+        data["pool"]["disks"] = self.pool.disks
+        data["pool"]["disk_dirs"] = self.pool.disk_dirs
+        for d, obj in zip(data["datasets"], self.datasets, strict=True):
+            d["mountpoint"] = obj.mountpoint
+        data["user_tag"] = USER_TAG
+        data["share_mode"] = SHARE_MODE
+        return data
+
+
+def _str(value: object) -> str:
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return str(value)
+
+
+def dataset_of(site: Site, user: str) -> str:
+    """The Time Machine dataset of ``user`` (whether or not the site lists the user)."""
+    assert site.backup is not None
+    return f"{site.backup.pool.root_dataset}/{user}"
+
+
+def backup_state(site: Site) -> BackupState | None:
+    """The desired state of the site's backup server; None when the site has none."""
+    b = site.backup
+    if b is None:
+        return None
+    pool = b.pool
+    root_props = {k: _str(v) for k, v in {**b.dataset_defaults, **pool.properties}.items()}
+    root_props["mountpoint"] = f"/{pool.name}"
+    pool_state = PoolState(
+        name=pool.name,
+        vdevs=[{"type": v.type, "disks": list(v.disks)} for v in pool.vdevs],
+        zpool_args=list(pool.zpool_args),
+        ashift=pool.ashift,
+        root_properties=root_props,
+    )
+    datasets: list[DatasetState] = []
+    if pool.dataset_root:
+        parts = pool.dataset_root.split("/")
+        for depth in range(1, len(parts) + 1):
+            props = {"mountpoint": pool.root_mountpoint} if depth == len(parts) else {}
+            datasets.append(DatasetState("/".join([pool.name, *parts[:depth]]), props, "parent"))
+    users = {u.name: u for u in b.users}
+    accounts = []
+    for share in b.time_machine_shares:
+        props = {k: _str(v) for k, v in share["properties"].items()}
+        props["quota"] = _str(share["quota"])
+        props["mountpoint"] = share["path"]
+        datasets.append(DatasetState(share["dataset"], props, "user", user=share["user"], owner=share["user"],
+                                     mode=SHARE_MODE))
+        user = users[share["user"]]
+        accounts.append(AccountState(user.name, user.uid, user.full_name or "", share["path"]))
+    for share in b.other_shares:
+        props = {k: _str(v) for k, v in b.dataset_defaults.items()}
+        if share["quota"]:
+            props["quota"] = _str(share["quota"])
+        props["mountpoint"] = share["path"]
+        datasets.append(DatasetState(share["dataset"], props, "share", parents=True))
+    return BackupState(host=b.host, pool=pool_state, datasets=datasets, users=accounts)

@@ -1,0 +1,230 @@
+"""No command, flag, typo or half-finished run loses a backup: the guards of the zfs role's modules,
+on real OpenZFS (the session VM, tests/support/vm.py, reset for this module).
+
+Each test names the guard it proves; removing that guard from roles/zfs/library makes it fail:
+
+* an exported pool (an OS reinstall, a hostid change) is imported, never recreated, even with
+  --force-disks (opsctl_zpool: ``importable`` + ``import_pool``);
+* a disk of another pool that can still be imported is never overwritten, not even forced;
+* a pool whose layout differs from the site file is reported, never reshaped;
+* a quota below what a dataset uses is refused from the site file + provision, and nothing of
+  that run is applied (opsctl_zfs: the refusals are collected before any change);
+* an existing system account is never adopted as a Time Machine user (opsctl_users);
+* ``opsctl user remove --purge`` destroys only a dataset opsctl tagged for that user, without
+  children of anybody else, that the site no longer uses (opsctl_purge).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import yaml
+from _roletest import make_site, molecule_playbook, run_playbook, sandbox_site_data, write_inventory
+from support.vm import alias_vm, reset_vm
+
+from opsctl.render.context import context_for
+from opsctl.spec.types import parse_size
+
+pytestmark = [pytest.mark.vm, pytest.mark.slow]
+
+HOST = "safety-backup"
+PLAYBOOK = molecule_playbook("zfs")
+ALICE = "tank/timemachine/alice"
+BOB = "tank/timemachine/bob"
+
+
+def _inventory(path, vm, data: dict, *, mutate=None):
+    from opsctl.sandbox.zfsvm import ansible_host_vars
+
+    inventory = write_inventory(path, make_site(data), {
+        HOST: {"site_host": "backup", "groups": ["backup_servers"], "vars": ansible_host_vars(vm)},
+    })
+    if mutate:  # what validation would refuse, to prove the module refuses it too
+        doc = yaml.safe_load(inventory.read_text())
+        mutate(doc["all"]["children"]["backup_servers"]["hosts"][HOST]["opsctl"])
+        inventory.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return inventory
+
+
+def _get(vm, prop: str, dataset: str) -> str:
+    return vm.ssh(["zfs", "get", "-Hp", "-o", "value", prop, dataset], check=True).stdout.strip()
+
+
+def _flat(output: str) -> str:
+    return " ".join(output.split())
+
+
+@pytest.fixture(scope="module")
+def vm(session_vm, tmp_path_factory):
+    reset_vm(session_vm)
+    tmp = tmp_path_factory.mktemp("safety")
+    run = run_playbook(PLAYBOOK, _inventory(tmp / "inventory.yml", session_vm, sandbox_site_data()))
+    assert run.rc == 0 and run.changed(HOST) > 0, run.output[-4000:]
+    # a backup in alice's share
+    session_vm.ssh(f"head -c 3000000 /dev/urandom > /{ALICE}/band && chown alice:alice /{ALICE}/band && "
+                   "zpool sync tank", check=True)
+    return session_vm
+
+
+def _sha(vm, path: str) -> str:
+    return vm.ssh(["sha256sum", path], check=True).stdout.split()[0]
+
+
+def test_exported_pool_is_imported_not_recreated_even_with_force_disks(vm, tmp_path):
+    before = _sha(vm, f"/{ALICE}/band")
+    vm.ssh("zpool export tank", check=True)
+    assert vm.ssh("zpool list -H tank").returncode != 0
+    inventory = _inventory(tmp_path / "inventory.yml", vm, sandbox_site_data())
+
+    dry = run_playbook(PLAYBOOK, inventory, check=True, diff=True, extra_vars={"zfs_force_disks": True})
+    assert dry.rc == 0, dry.output[-4000:]
+    assert "pool tank: imported" in dry.output
+    assert vm.ssh("zpool list -H tank").returncode != 0  # check mode imported nothing
+
+    run = run_playbook(PLAYBOOK, inventory, extra_vars={"zfs_force_disks": True})
+    assert run.rc == 0, run.output[-4000:]
+    assert run.changed(HOST) == 1, run.output[-4000:]  # the import, nothing else
+    assert vm.ssh("zpool list -H -o health tank", check=True).stdout.strip() == "ONLINE"
+    assert _sha(vm, f"/{ALICE}/band") == before
+    history = vm.ssh("zpool history tank", check=True).stdout
+    assert history.count("zpool create") == 1 and "zpool import" in history, history
+    assert _get(vm, "opsctl:user", ALICE) == "alice"
+
+    again = run_playbook(PLAYBOOK, inventory)
+    assert again.rc == 0 and again.changed(HOST) == 0, again.output[-4000:]
+
+
+def test_disk_of_another_importable_pool_is_never_overwritten(vm, tmp_path):
+    disk = "/dev/disk/by-id/virtio-opsctl-disk-2"
+    vm.ssh(f"zpool create -f other {disk} && echo precious > /other/file && zpool export other", check=True)
+    data = sandbox_site_data()
+    data["backup"]["pool"] = {"name": "scratch", "vdevs": [{"type": "stripe", "disks": [disk]}]}
+    run = run_playbook(PLAYBOOK, _inventory(tmp_path / "inventory.yml", vm, data),
+                       extra_vars={"zfs_force_disks": True})
+    assert run.rc != 0
+    out = _flat(run.output)
+    assert "refusing to create pool scratch" in out and "pool other" in out and "not even with --force-disks" in out
+    assert vm.ssh("zpool list -H scratch").returncode != 0
+    listed = vm.ssh(f"zpool import -d {os.path.dirname(disk)}", check=True).stdout
+    assert "pool: other" in listed
+    vm.ssh("zpool import -d /dev/disk/by-id other", check=True)
+    assert vm.ssh("cat /other/file", check=True).stdout.strip() == "precious"
+    vm.ssh("zpool export other", check=True)
+
+
+def test_pool_layout_that_differs_from_the_site_is_reported_not_reshaped(vm, tmp_path):
+    data = sandbox_site_data()
+    data["backup"]["pool"]["vdevs"] = [{"type": "stripe", "disks": ["/dev/disk/by-id/virtio-opsctl-disk-0"]}]
+    run = run_playbook(PLAYBOOK, _inventory(tmp_path / "inventory.yml", vm, data))
+    assert run.rc != 0
+    out = _flat(run.output)
+    assert "pool tank does not match the site file" in out
+    assert "its vdevs are [mirror virtio-opsctl-disk-0 virtio-opsctl-disk-1]" in out
+    assert "the spec says [virtio-opsctl-disk-0]" in out
+    assert "mirror-0" in vm.ssh("zpool status tank", check=True).stdout
+
+
+def test_quota_below_usage_from_the_site_file_is_refused_and_nothing_applied(vm, tmp_path):
+    used = int(_get(vm, "used", ALICE))
+    assert used > 2_000_000
+    data = sandbox_site_data()
+    data["backup"]["users"][0].update(quota="2M", tm_size="1M")  # alice uses ~3 MB
+    data["backup"]["users"][1]["quota"] = "300M"  # bob: a valid change in the same run
+    run = run_playbook(PLAYBOOK, _inventory(tmp_path / "inventory.yml", vm, data))
+    assert run.rc != 0
+    out = _flat(run.output)
+    assert f"dataset {ALICE} already uses" in out and "a quota of 2M below that" in out
+    assert "refused, nothing was changed" in out
+    assert int(_get(vm, "quota", ALICE)) == 200 << 20
+    assert int(_get(vm, "quota", BOB)) == 100 << 20  # not applied either
+
+
+def test_system_account_is_never_adopted(vm, tmp_path):
+    def add_system_names(ctx):
+        for name in ("lp", "staff"):  # Debian's printer account; the group staff (gid 50, no such account)
+            ctx["state"]["users"].append({"name": name, "uid": None, "full_name": "", "home": f"/tank/{name}"})
+
+    inventory = _inventory(tmp_path / "inventory.yml", vm, sandbox_site_data(), mutate=add_system_names)
+    run = run_playbook(PLAYBOOK, inventory)
+    assert run.rc != 0
+    out = _flat(run.output)
+    assert "account 'lp' exists with uid 7 (a system account); it is never adopted" in out
+    assert "group 'staff' exists with gid 50 (a system group)" in out
+    assert vm.ssh("getent passwd staff").returncode != 0  # nothing was created for either
+    # untouched: still Debian's printer spool account
+    assert vm.ssh("getent passwd lp", check=True).stdout.strip().split(":")[5] == "/var/spool/lpd"
+
+
+# ------------------------------------------------------------------------- purge, through the CLI
+
+
+@pytest.fixture(scope="module")
+def site_file(vm, tmp_path_factory):
+    """The sandbox site under this module's host name, reached through the session VM."""
+    alias_vm(vm, HOST)
+    data = copy.deepcopy(sandbox_site_data())
+    data["hosts"] = [{"name": HOST, "sandbox": "vm"}]
+    data["backup"]["host"] = HOST
+    data.pop("training", None)
+    data["backup"]["shares"] = [{"name": "Zed", "dataset": "timemachine/zed", "valid_users": ["bob"]}]
+    path = tmp_path_factory.mktemp("safety-site") / "site.yml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def opsctl(*args: str, timeout: float = 900) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "opsctl", *args], capture_output=True, text=True, timeout=timeout,
+                          stdin=subprocess.DEVNULL, env={**os.environ, "COLUMNS": "250"})
+
+
+def _purge(site_file, user: str, dataset: str) -> subprocess.CompletedProcess:
+    return opsctl("user", "remove", user, "--purge", "--confirm", dataset, "--site", str(site_file), "--json")
+
+
+def test_purge_refuses_a_dataset_opsctl_did_not_tag_for_the_user(vm, site_file):
+    vm.ssh("zfs create tank/timemachine/mallory && touch /tank/timemachine/mallory/data", check=True)
+    res = _purge(site_file, "mallory", "tank/timemachine/mallory")
+    assert res.returncode == 2, res.stdout + res.stderr
+    assert "is not tagged opsctl:user=mallory (no tag)" in _flat(res.stderr), res.stderr
+    assert "Traceback" not in res.stderr
+    vm.ssh("test -e /tank/timemachine/mallory/data", check=True)
+
+
+def test_purge_refuses_a_dataset_the_site_still_uses(vm, site_file):
+    vm.ssh("zfs create -p -o opsctl:user=zed tank/timemachine/zed", check=True)
+    res = _purge(site_file, "zed", "tank/timemachine/zed")
+    assert res.returncode == 2, res.stdout + res.stderr
+    assert "the site file still uses it" in _flat(res.stderr), res.stderr
+    vm.ssh("zfs list tank/timemachine/zed", check=True)
+
+
+def test_purge_refuses_a_dataset_with_a_child_of_somebody_else(vm, site_file):
+    vm.ssh("zfs create -o opsctl:user=carol tank/timemachine/carol && "
+           "zfs create -o opsctl:user=dave tank/timemachine/carol/dave", check=True)
+    res = _purge(site_file, "carol", "tank/timemachine/carol")
+    assert res.returncode == 2, res.stdout + res.stderr
+    assert "child dataset(s) tank/timemachine/carol/dave are not carol's" in _flat(res.stderr), res.stderr
+    vm.ssh("zfs list tank/timemachine/carol/dave", check=True)
+
+    vm.ssh("zfs destroy tank/timemachine/carol/dave", check=True)
+    res = _purge(site_file, "carol", "tank/timemachine/carol")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert json.loads(res.stdout)["purged"] is True
+    assert vm.ssh("zfs list tank/timemachine/carol").returncode != 0
+    for ds in (ALICE, BOB, "tank/timemachine/mallory", "tank/timemachine/zed"):
+        vm.ssh(f"zfs list {ds}", check=True)
+
+
+def test_context_state_is_what_the_role_applied(vm):
+    """The role applied exactly the planned state: every planned property is on the host."""
+    state = context_for(make_site(), "backup")["state"]
+    for ds in state["datasets"]:
+        for prop, value in ds["properties"].items():
+            have = _get(vm, prop, ds["name"])
+            want = str(parse_size(value)) if prop == "quota" else value
+            assert have == want, (ds["name"], prop, have, want)
