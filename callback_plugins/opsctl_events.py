@@ -51,6 +51,11 @@ class CallbackModule(CallbackBase):
             event["msg"] = str(msg)[-2000:]
         if status == "changed" and res.get("diff") and not res.get("_ansible_no_log"):
             event["diff"] = res["diff"]
+        warnings = [str(w) for w in res.get("warnings") or []]
+        if status in ("ok", "changed") and result._task.get_name().startswith("Warn") and res.get("msg"):
+            warnings.append(str(res["msg"]))  # a role's own warning task (e.g. samba's version guard)
+        if warnings and not res.get("_ansible_no_log"):
+            event["warnings"] = [w[-2000:] for w in warnings]
         self._emit(**event)
 
     def v2_runner_on_ok(self, result):

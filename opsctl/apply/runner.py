@@ -12,11 +12,14 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +36,7 @@ class RunSummary:
     hosts: dict[str, dict] = field(default_factory=dict)  # per host: ok, changed, failures, unreachable, ...
     failures: list[dict] = field(default_factory=list)  # result events with status failed/unreachable
     changes: list[dict] = field(default_factory=list)  # result events with status changed
+    warnings: list[dict] = field(default_factory=list)  # {"host", "task", "text"}: module and role warnings
     log: list[str] = field(default_factory=list)  # non-event output (warnings, errors)
 
     @property
@@ -91,27 +95,78 @@ def run_playbook(
             cmd += ["-e", "@" + str(write_private(Path(tmp) / "vars.json", extra_vars))]
         if secret_vars:
             cmd += ["-e", "@" + str(write_private(Path(tmp) / "secrets.json", secret_vars))]
+        # Its own session: a Ctrl-C or SIGTERM reaches opsctl only, which stops ansible-playbook (and
+        # its workers) itself and leaves through the `with`, so the secrets file is always removed.
         proc = subprocess.Popen(cmd, cwd=ROOT, env=ansible_env(), stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True, stdin=subprocess.DEVNULL)
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            line = line.rstrip("\n")
-            try:
-                event = json.loads(line) if line.startswith("{") else None
-            except json.JSONDecodeError:
-                event = None
-            if not isinstance(event, dict) or "event" not in event:
-                if line.strip():
-                    summary.log.append(line)
-                continue
-            if event["event"] == "stats":
-                summary.hosts = event["hosts"]
-            elif event["event"] == "result":
-                if event["status"] in ("failed", "unreachable"):
-                    summary.failures.append(event)
-                elif event["status"] == "changed":
-                    summary.changes.append(event)
-            if on_event:
-                on_event(event)
-        summary.rc = proc.wait()
+                                stderr=subprocess.STDOUT, text=True, stdin=subprocess.DEVNULL,
+                                start_new_session=True)
+        try:
+            with _sigterm_raises():
+                _read_events(proc, summary, on_event)
+                summary.rc = proc.wait()
+        except (KeyboardInterrupt, Interrupted) as exc:
+            _stop(proc)
+            raise Interrupted(getattr(exc, "signal_name", "SIGINT")) from None
     return summary
+
+
+class Interrupted(Exception):
+    """The run was stopped by a signal; ansible-playbook was stopped and the temporary files removed."""
+
+    def __init__(self, signal_name: str = "SIGTERM"):
+        super().__init__(signal_name)
+        self.signal_name = signal_name
+
+
+@contextlib.contextmanager
+def _sigterm_raises():
+    """Turn SIGTERM into :class:`Interrupted` while a playbook runs (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise Interrupted("SIGTERM")
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _stop(proc: subprocess.Popen, grace: float = 10) -> None:
+    """SIGTERM the playbook's process group, SIGKILL it after ``grace`` seconds."""
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5)):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, sig)
+        try:
+            proc.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def _read_events(proc: subprocess.Popen, summary: RunSummary, on_event: Callable[[dict], None] | None) -> None:
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        line = line.rstrip("\n")
+        try:
+            event = json.loads(line) if line.startswith("{") else None
+        except json.JSONDecodeError:
+            event = None
+        if not isinstance(event, dict) or "event" not in event:
+            if line.strip():
+                summary.log.append(line)
+            continue
+        if event["event"] == "stats":
+            summary.hosts = event["hosts"]
+        elif event["event"] == "result":
+            summary.warnings += [{"host": event["host"], "task": event["task"], "text": w}
+                                 for w in event.get("warnings", [])]
+            if event["status"] in ("failed", "unreachable"):
+                summary.failures.append(event)
+            elif event["status"] == "changed":
+                summary.changes.append(event)
+        if on_event:
+            on_event(event)
