@@ -167,7 +167,10 @@ def status(
             if path:
                 err.print(f"wrote {path}", style="dim", highlight=False, markup=False)
     probe_failed = any(f.get("probe_error") for f in all_facts)
+    # A pool that is missing or not healthy (DEGRADED, FAULTED, errors) fails the command like an
+    # unreachable host: the backups it holds are at risk.
+    pool_failed = any(f.get("pool") is not None and not f["pool"].get("healthy") for f in all_facts)
     if alert and any(r["firing"] for r in alert_results):
         raise typer.Exit(1)
-    if probe_failed:
+    if probe_failed or pool_failed:
         raise typer.Exit(1)

@@ -95,6 +95,7 @@ def samba(p: Probe, ctx: dict) -> Iterator[Check]:
     if not b["samba"]["enabled"]:
         return
     yield p.check("smbd running", p.host.service("smbd").is_running)
+    yield samba_version(p)
     out = p.run("testparm -s /etc/samba/smb.conf")
     yield p.check("testparm accepts smb.conf", out.rc == 0 and "Unknown parameter" not in out.stderr,
                   out.stderr.strip().splitlines()[-1] if out.rc else "")
@@ -111,6 +112,19 @@ def samba(p: Probe, ctx: dict) -> Iterator[Check]:
         res = p.conn.run_stdin(cmd, f"username = {share['user']}\npassword = {password}\n")
         yield p.check(f"smb login {share['user']}@{share['name']}", res.returncode == 0,
                       (res.stdout + res.stderr).strip().splitlines()[-1] if res.returncode else "listed share")
+
+
+def samba_version(p: Probe) -> Check:
+    """Fails on a Samba release known to break Time Machine renames (opsctl.verify.samba_version)."""
+    from opsctl.verify.samba_version import SambaVersionError, advice
+
+    out = p.run("smbd --version")
+    try:
+        problem = advice(out.stdout) if out.rc == 0 else f"smbd --version failed: {out.stderr.strip()[-200:]}"
+    except SambaVersionError as exc:
+        problem = str(exc)
+    return p.check("samba version keeps Time Machine renames working", problem is None,
+                   problem or out.stdout.strip())
 
 
 # --------------------------------------------------------------------------- Netatalk
