@@ -26,6 +26,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import sys
 import tempfile
 import time
@@ -132,7 +133,8 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["ANSIBLE_VERBOSITY"] = "3"
     tmp = Path(tempfile.mkdtemp(prefix="opsctl-provbench-"))
     site = load(site_file(tmp, args.name)).site
-    print(f"load average {os.getloadavg()[0]:.2f}; booting VM {args.name} ...", flush=True)
+    print(f"load average {os.getloadavg()[0]:.2f}; site file {tmp / 'bench_site.yml'}; booting VM {args.name} ...",
+          flush=True)
     t0 = time.monotonic()
     vm = ZfsVM.boot(args.name, disks=2, disk_size="1G")
     runs = []
@@ -151,6 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if not args.keep:
             vm.stop()
+            shutil.rmtree(tmp, ignore_errors=True)  # --keep: the site file stays for `opsctl --site`
     roles = sorted({r for run in runs for r in run["per_role"]})
     print(f"\n{'run':26} {'changed':>7} {'tasks':>5} {'modules':>7} {'ssh':>5} {'seconds':>8}  "
           + " ".join(f"{r:>9}" for r in roles))
