@@ -890,6 +890,38 @@ class ZfsVM:
                                f"{r.stdout}{r.stderr}")
         return r
 
+    def reinstall(self, *, timeout: float = 900, progress: Progress = None) -> None:
+        """Simulate an OS reinstall: power off, give the VM a fresh root disk from the image (a new
+        overlay), keep its data disks, and boot it again on the same ssh port.
+
+        What the data disks hold (a pool, its datasets, the backups) is untouched; everything on
+        the root disk (accounts, Samba's database, config files, the pool's import state) is gone,
+        as on a host whose operating system was reinstalled.
+
+        Example::
+
+            vm.reinstall()
+            vm.ssh("zpool import")   # the pool is there, not imported
+        """
+        self.stop(timeout=60, keep_files=True)
+        overlay = Path(self.state["overlay"])
+        overlay.unlink(missing_ok=True)
+        subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(Path(self.state["image"]) / "rootfs.img"),
+                        "-F", "raw", str(overlay)], check=True, capture_output=True, text=True)
+        pidfile = Path(self.state["run_dir"]) / "qemu.pid"
+        pidfile.unlink(missing_ok=True)
+        _emit(progress, f"zfsvm: {self.name}: booting a fresh root disk with the same data disks")
+        self.state["started_at"] = time.time()
+        proc = subprocess.run(self.state["command"], capture_output=True, text=True, stdin=subprocess.DEVNULL,
+                              timeout=120)
+        if proc.returncode != 0:
+            raise SandboxError(f"qemu failed to restart the {self.name} VM (exit {proc.returncode}): "
+                               f"{(proc.stderr or proc.stdout).strip()}")
+        self.state["pid"] = int(pidfile.read_text().strip())
+        self.state["timings"] = {}
+        self._save()
+        self._wait_ready(timeout, progress)
+
     def ssh_command(self) -> list[str]:
         """Return the ssh argv (without a remote command) that logs into this VM as root.
 

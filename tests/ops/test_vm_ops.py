@@ -1,22 +1,21 @@
 """Day-2 operations end to end on the sandbox's qemu OpenZFS VM (real ZFS, Samba, Netatalk, Avahi).
 
-One VM (``opsbackup``, from tests/ops/ops_site.yml) for the module, provisioned once with the backup
-playbook (which now includes the monitor role). Then, in order: add a user, write a fake
-sparsebundle as that user over SMB, see it in ``opsctl status``, push the user above 90 % of the
-quota with ``set-quota`` and get exactly one webhook alert, run the host's monitor timer once,
-remove the user (data kept), and purge (refused without the typed dataset name).
+The session VM (tests/support/vm.py), reset for this module and reached as ``opsbackup`` (the host of
+tests/ops/ops_site.yml), provisioned once with the backup playbook (which includes the monitor role). Then, in
+order: add a user, write a fake sparsebundle as that user over SMB, see it in ``opsctl status``, push the user
+above 90 % of the quota with ``set-quota`` and get exactly one webhook alert, run the host's monitor
+timer once, remove the user (data kept), and purge (refused without the typed dataset name).
 
 Outside CI the module skips when the VM cannot run here (no root, no qemu); in CI it fails.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
+import re
 import secrets
 import shlex
-import shutil
 import subprocess
 import sys
 import time
@@ -24,7 +23,7 @@ import time
 import pytest
 from _opsdata import OPS_SITE
 from _webhook import Webhook
-from tools import need
+from support.vm import alias_vm, reset_vm
 
 from opsctl.connections import connection_for
 from opsctl.spec import load
@@ -36,7 +35,6 @@ USER = "carol"
 DATASET = f"tank/timemachine/{USER}"
 PASSWORD = secrets.token_urlsafe(12)  # fresh per run; travels on stdin only
 ALICE_PASSWORD = secrets.token_urlsafe(12)
-HOST_TOOLS = ("qemu-system-x86_64", "qemu-img", "ssh", "ssh-keygen", "debootstrap", "mkfs.ext4")
 TIMINGS: dict[str, float] = {}
 
 
@@ -53,37 +51,21 @@ def opsctl(*args: str, input: str | None = None, env: dict | None = None, timeou
 
 
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory):
-    from opsctl.sandbox import zfsvm
-
-    missing = [t for t in HOST_TOOLS if shutil.which(t) is None]
-    if missing:
-        need(f"the ZFS VM needs {missing}")
-    if os.geteuid() != 0:
-        need("the ZFS VM needs root")
+def lab(session_vm, tmp_path_factory):
     site = tmp_path_factory.mktemp("ops") / "site.yml"
     site.write_text(OPS_SITE.read_text())
     started = time.monotonic()
-    zfsvm.ensure_vm_image(progress=print)
-    pre_running = False
-    with contextlib.suppress(zfsvm.SandboxError, FileNotFoundError):
-        pre_running = zfsvm.ZfsVM.load(HOST).is_running()
-    vm = zfsvm.ZfsVM.boot(HOST, disks=2, disk_size="1G", timeout=1500, progress=print)
-    TIMINGS["boot"] = round(time.monotonic() - started, 1)
+    reset_vm(session_vm)
+    alias_vm(session_vm, HOST)
+    TIMINGS["reset"] = round(time.monotonic() - started, 1)
     env = {"OPSCTL_SMB_PASSWORD_ALICE": ALICE_PASSWORD}
-    provision = None
-    if not (pre_running and os.environ.get("OPSCTL_TEST_REUSE_PROVISIONED") == "1"):
-        # OPSCTL_TEST_REUSE_PROVISIONED=1 skips this when a VM already provisioned from ops_site.yml runs
-        # (a provision takes 10-20 minutes under TCG on a busy 2-core machine)
-        res = opsctl("provision", "--site", str(site), "--playbook", "backup_server.yml", "--json", env=env)
-        TIMINGS["first provision"] = TIMINGS.pop("provision --site")
-        assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
-        provision = json.loads(res.stdout)
+    res = opsctl("provision", "--site", str(site), "--playbook", "backup_server.yml", "--json", env=env)
+    TIMINGS["first provision"] = TIMINGS.pop("provision --site")
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    provision = json.loads(res.stdout)
     conn = connection_for(load(site).site.host(HOST))
-    yield {"site": site, "conn": conn, "vm": vm, "provision": provision}
+    yield {"site": site, "conn": conn, "vm": session_vm, "provision": provision}
     print("timings (s):", json.dumps(TIMINGS))
-    if not pre_running:
-        vm.stop(timeout=60)
 
 
 def sh(lab, command: str, check: bool = True):
@@ -134,6 +116,44 @@ def test_status_of_the_fresh_host(lab):
     alice = user_facts(data, "alice")
     assert alice["quota_bytes"] == 100 << 20 and alice["last_backup"] is None and alice["advertised"]
     assert "_adisk._tcp" in facts["mdns"]["types"] and "_smb._tcp" in facts["mdns"]["types"]
+
+
+def test_failing_disk_is_seen_then_healthy_again(lab, tmp_path):
+    """A disk of the mirror goes offline: status shows the pool DEGRADED naming the disk, exits non-zero,
+    the Prometheus gauge flips and --alert notifies once; back online and resilvered, it is healthy and
+    says so once."""
+    disk = "/dev/disk/by-id/virtio-opsctl-disk-1"
+    hook = Webhook()
+    env = {"CHARLM_WEBHOOK_URL": hook.url}
+    state = ["--state-dir", str(tmp_path)]
+    prom = tmp_path / "opsctl.prom"
+    gauge = f'opsctl_pool_healthy{{host="{HOST}",pool="tank"}}'
+    try:
+        sh(lab, f"zpool offline tank {disk}")
+        code, data = status_json(lab, "--alert", *state, env=env)
+        pool = data["hosts"][0]["pool"]
+        assert code == 1 and pool["health"] == "DEGRADED" and not pool["healthy"], pool
+        assert any(d["state"] == "OFFLINE" and d["name"].startswith("virtio-opsctl-disk-1")
+                   for d in pool["devices"]), pool["devices"]
+        assert [b["alert"] for b in hook.bodies] == ["pool:tank"] and "DEGRADED" in hook.bodies[0]["text"]
+        code, _ = status_json(lab, "--alert", *state, env=env)
+        assert code == 1 and len(hook.bodies) == 1  # told once, not on every run
+        res = opsctl("status", "--site", str(lab["site"]), "--prometheus", str(prom))
+        assert res.returncode == 1, res.stderr  # a degraded pool fails the command, like an unreachable host
+        assert "DEGRADED" in res.stdout and "virtio-opsctl-disk-1" in res.stdout, res.stdout
+        assert f"{gauge} 0" in prom.read_text()
+
+        sh(lab, f"zpool online tank {disk} && zpool wait -t resilver tank")
+        code, data = status_json(lab, "--alert", *state, env=env)
+        assert code == 0 and data["hosts"][0]["pool"]["health"] == "ONLINE", data["hosts"][0]["pool"]
+        assert len(hook.bodies) == 2 and "ONLINE again" in hook.bodies[1]["text"], hook.bodies
+        code, _ = status_json(lab, "--alert", *state, env=env)
+        assert code == 0 and len(hook.bodies) == 2
+        res = opsctl("status", "--site", str(lab["site"]), "--prometheus", str(prom))
+        assert res.returncode == 0 and f"{gauge} 1" in prom.read_text(), res.stdout + res.stderr
+    finally:
+        hook.close()
+        sh(lab, f"zpool online tank {disk}", check=False)
 
 
 def test_user_add(lab):
@@ -248,3 +268,46 @@ def test_purge_needs_the_dataset_name_typed_back(lab):
     assert json.loads(res.stdout)["purged"] is True
     assert sh(lab, f"zfs list {DATASET}", check=False).rc != 0
     sh(lab, "zfs list tank/timemachine/alice")
+
+
+def _smb_sizes(lab, user: str, password: str) -> tuple[int, int]:
+    """(total, free) bytes of the share as an SMB client (a Mac) sees them."""
+    res = smb(lab, user, password, "du")
+    match = re.search(r"(\d+) blocks of size (\d+)\. (\d+) blocks available", res.stdout)
+    assert res.rc == 0 and match, res.stdout + res.stderr
+    blocks, size, free = (int(g) for g in match.groups())
+    return blocks * size, free * size
+
+
+def test_time_machine_sees_the_share_full_before_zfs_does(lab):
+    """Headroom: the advertised Time Machine size (90 % of the quota by default) is the disk size the
+    Mac sees; filled to it over SMB, the share reports no free space while ZFS still has the rest of
+    the quota free, so Time Machine prunes old backups instead of hitting EDQUOT (which macOS reports
+    as a failed backup)."""
+    dataset = "tank/timemachine/alice"
+    quota = int(sh(lab, f"zfs get -Hp -o value quota {dataset}").stdout)
+    total, free = _smb_sizes(lab, "alice", ALICE_PASSWORD)
+    assert quota == 100 << 20 and total == 90 << 20, (quota, total)  # tm_size defaults to 90 % of the quota
+    sh(lab, "head -c 10485760 /dev/urandom > /root/band10")
+    # Samba's vfs_fruit counts a bundle's bands times the band-size of its Info.plist, as macOS writes it
+    plist = ('<?xml version="1.0" encoding="UTF-8"?>\n<plist version="1.0">\n<dict>\n'
+             '\t<key>band-size</key>\n\t<integer>10485760</integer>\n'
+             '\t<key>diskimage-bundle-type</key>\n\t<string>com.apple.diskimage.sparsebundle</string>\n'
+             '\t<key>size</key>\n\t<integer>1099511627776</integer>\n</dict>\n</plist>\n')
+    lab["conn"].run_stdin("cat > /root/Info.plist", plist)
+    res = smb(lab, "alice", ALICE_PASSWORD, "mkdir Alices-Mac.sparsebundle; mkdir Alices-Mac.sparsebundle/bands; "
+                                            "put /root/Info.plist Alices-Mac.sparsebundle/Info.plist")
+    assert res.rc == 0, res.stdout + res.stderr
+    band = 0
+    while free >= 10 << 20:
+        res = smb(lab, "alice", ALICE_PASSWORD, f"put /root/band10 Alices-Mac.sparsebundle/bands/{band:x}")
+        assert res.rc == 0 and "NT_STATUS" not in res.stdout, (band, res.stdout + res.stderr)
+        band += 1
+        total, free = _smb_sizes(lab, "alice", ALICE_PASSWORD)
+        assert band <= 9, f"the share never reported itself full: {free} bytes free after {band} bands"
+    sh(lab, "zpool sync tank")
+    available = int(sh(lab, f"zfs get -Hp -o value available {dataset}").stdout)
+    used = int(sh(lab, f"zfs get -Hp -o value used {dataset}").stdout)
+    print(f"advertised {total} B, {free} B free after {band} bands; ZFS used {used} B, available {available} B")
+    assert free < 10 << 20 and total == 90 << 20
+    assert available >= 8 << 20, (used, available)  # the 10 % headroom is still there: no EDQUOT yet
