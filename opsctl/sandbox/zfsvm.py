@@ -969,7 +969,9 @@ class ZfsVM:
 
     def _cleanup(self) -> None:
         run = self.state.get("run_dir")
-        if run and Path(run).parent == _run_dir():
+        # only this VM's own run folder: a state file written under another name for the same VM
+        # (the tests' aliases) never removes the files of the VM it points at
+        if run and Path(run).parent == _run_dir() and Path(run).name == self.name:
             shutil.rmtree(run, ignore_errors=True)
         path = self.state_path(self.name)
         with contextlib.suppress(FileNotFoundError):
