@@ -218,6 +218,10 @@ def test_trust_then_a_changed_key_is_refused_everywhere_with_the_fix(sshd, tmp_p
     assert code == 1
     lines = [line for line in out.splitlines() if line.strip()]
     assert len(lines) == 1 and "has CHANGED" in lines[0] and "`opsctl hosts trust backup`" in lines[0], lines
+    code, out = run("provision", "--site", site, "--check")
+    flat = " ".join(out.split())
+    assert code == 1 and "has CHANGED" in flat and "`opsctl hosts trust backup`" in flat, out
+    assert "nothing was applied" in flat and "PLAY" not in out  # refused before Ansible ran
     ping = _ansible_ping(tmp_path, site, "changed")
     assert ping.returncode != 0 and "UNREACHABLE" in ping.stdout and "Host key verification failed" in ping.stdout
     assert known.read_text().count("\n") == 1  # nothing learned behind the operator's back
