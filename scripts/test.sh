@@ -14,11 +14,10 @@ yamllint -s .
 ansible-lint -q --profile production roles playbooks
 
 echo "== tests"
-# Two workers: every test of the one OpenZFS VM (tests/support/vm.py) runs on one worker, in one
-# xdist group, so the VM boots once; every other test file is a group of its own (module fixtures
-# are set up once). The VM and Slurm modules spend much of their time waiting (ssh round trips under
+# Two workers: every test file of the one OpenZFS VM (tests/support/vm.py) runs on one worker, so
+# the VM boots once; every other test file is a unit of its own (module fixtures are set up once). The VM and Slurm modules spend much of their time waiting (ssh round trips under
 # TCG, Slurm's requeue delay), so the two workers overlap well on 2 cores.
 if [ "$#" -eq 0 ]; then
-    exec pytest -n 2 --dist loadgroup
+    exec pytest -n 2 --dist loadfile
 fi
 exec pytest "$@"

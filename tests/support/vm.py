@@ -1,9 +1,9 @@
 """The one OpenZFS VM of a test session, shared by every module that needs real ZFS.
 
 Booting the qemu VM costs about a minute under TCG and provisioning it several more, so a test
-session boots it once (per pytest-xdist worker; ``pytest_collection_modifyitems`` below puts every
-test that uses it into one xdist group, hence on one worker) and each module starts from a known
-state with :func:`reset_vm` instead of a reboot: no pools, blank data disks, no Time Machine users.
+session boots it once (per pytest-xdist worker; ``pytest_xdist_make_scheduler`` below sends every
+file that uses it to one worker) and each module starts from a known state with :func:`reset_vm`
+instead of a reboot: no pools, blank data disks, no Time Machine users.
 
 A module whose site names its backup host differently reaches the same VM through
 :func:`alias_vm`, which makes ``opsctl`` (``ZfsVM.load(name)``) find it under that name.
@@ -27,6 +27,7 @@ import json
 import os
 import shutil
 import time
+from pathlib import Path
 
 import pytest
 from tools import need
@@ -35,7 +36,7 @@ SESSION_VM = "pytest-backup"
 #: Data disks of the session VM: 0 and 1 make the sandbox sites' mirror, 2 is spare for tests.
 DISKS = 3
 HOST_TOOLS = ("qemu-system-x86_64", "qemu-img", "ssh", "ssh-keygen", "debootstrap", "mkfs.ext4")
-#: xdist group of every test that uses the session VM.
+#: The xdist scheduling unit of every test file that uses the session VM.
 GROUP = "zfs-vm"
 
 #: Reset steps, one shell script: every pool goes (destroyed, so it is not importable either),
@@ -111,14 +112,29 @@ def alias_vm(vm, name: str) -> None:
         aliases.append(name)
 
 
-def uses_session_vm(item) -> bool:
-    return "session_vm" in getattr(item, "fixturenames", ())
+def vm_module(path: str, rootdir: Path) -> bool:
+    """Whether the test file ``path`` (relative to ``rootdir``) uses the session VM."""
+    try:
+        return "session_vm" in (rootdir / path).read_text(errors="replace")
+    except OSError:
+        return False
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(config, items):
-    """With ``--dist loadgroup``: all tests of the session VM in one group (one worker, one VM);
-    every other test grouped by its file, so module fixtures are set up once, as with loadfile."""
-    for item in items:
-        group = GROUP if uses_session_vm(item) else item.nodeid.split("::", 1)[0]
-        item.add_marker(pytest.mark.xdist_group(group))
+def pytest_xdist_make_scheduler(config, log):
+    """Under pytest-xdist: every test file that uses the session VM goes to ONE worker (one VM for
+    the whole run, modules one after another); every other file is a unit of its own, as with
+    ``--dist loadfile``. (xdist's own ``loadgroup`` does not group here: with pytest 9 the
+    ``@group`` suffix it writes into node ids is lost, so its groups spread over the workers.)"""
+    from xdist.scheduler import LoadScopeScheduling
+
+    rootdir = Path(str(config.rootpath))
+    seen: dict[str, bool] = {}
+
+    class SessionVMScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            if path not in seen:
+                seen[path] = vm_module(path, rootdir)
+            return GROUP if seen[path] else path
+
+    return SessionVMScheduling(config, log)
