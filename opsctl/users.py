@@ -167,6 +167,19 @@ def samba_forget(site: Site, name: str) -> str:
     return "removed from the Samba database"
 
 
+def lock_login(site: Site, name: str) -> str:
+    """Lock the removed user's system password (``usermod -L``): AFP logs in with it, and the account
+    stays as the owner of the kept backups. Returns what happened."""
+    conn = backup_connection(site)
+    q = shlex.quote(name)
+    if conn.run(f"getent passwd {q}").rc != 0:
+        return "no system account"
+    res = conn.run(f"usermod -L {q}")
+    if res.rc != 0:
+        raise UserError(f"usermod -L {name} failed: {(res.stderr or res.stdout).strip()}", bad_input=False)
+    return "system password locked"
+
+
 def set_system_password(site: Site, name: str, password: str) -> None:
     """AFP (uams_dhx2) checks the system password: set it with ``chpasswd`` fed through stdin.
 
@@ -253,5 +266,5 @@ def _human(n: int) -> str:
 
 
 __all__ = ["Plan", "SpecError", "UserError", "apply_change", "check_quota_not_below_usage", "check_user_entry",
-           "dataset_of", "onboarding", "plan_add", "plan_remove", "plan_set_quota", "purge_dataset",
-           "samba_forget"]
+           "dataset_of", "lock_login", "onboarding", "plan_add", "plan_remove", "plan_set_quota",
+           "purge_dataset", "samba_forget"]

@@ -194,7 +194,7 @@ def remove(
     """Remove a user's access (spec entry, share, Avahi entry, Samba password). The dataset and the backups in it
     are kept unless --purge."""
     from opsctl.spec.types import check_posix_user
-    from opsctl.users import UserError, dataset_of, plan_remove, purge_dataset, samba_forget
+    from opsctl.users import UserError, dataset_of, lock_login, plan_remove, purge_dataset, samba_forget
 
     loaded = load_site(site, quiet=True)
     try:
@@ -232,6 +232,7 @@ def remove(
             _apply(plan, as_json=as_json)
             try:
                 result["samba"] = samba_forget(plan.after, name)
+                result["login"] = lock_login(plan.after, name)
             except UserError as exc:
                 fail(str(exc))
     if purge:
@@ -247,7 +248,8 @@ def remove(
         return
     if in_spec:
         console.print(styled(("removed", "green"), f" {name}'s access" + (
-            " in the site file (not applied: --no-apply)" if no_apply else f" ({result.get('samba')})")),
+            " in the site file (not applied: --no-apply)" if no_apply
+            else f" ({result.get('samba')}; {result.get('login')})")),
                       highlight=False)
     if result["purged"] is True:
         console.print(styled(("destroyed", "red"), f" {dataset}"), highlight=False)

@@ -161,7 +161,9 @@ def netatalk(p: Probe, ctx: dict) -> Iterator[Check]:
         res = p.conn.run_stdin(script, password)
         text = res.stdout + res.stderr
         ok = res.returncode == 0 and "FAILED" not in text.upper()
-        yield p.check(f"afp volume {share['name']} opens", ok, "" if ok else text.strip()[-300:])
+        yield p.check(f"afp volume {share['name']} opens", ok,
+                      "opened with afparg, which takes the password only as an argument (it reached afparg "
+                      "over stdin, but root on the host could see it while afparg ran)" if ok else text.strip()[-300:])
 
 
 # --------------------------------------------------------------------------- Avahi
