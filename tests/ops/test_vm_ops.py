@@ -246,6 +246,8 @@ def test_remove_keeps_the_data(lab):
     res = opsctl("user", "remove", USER, "--site", str(lab["site"]), "--json")
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
     assert json.loads(res.stdout)["samba"] == "removed from the Samba database"
+    assert json.loads(res.stdout)["login"] == "system password locked"
+    assert sh(lab, f"passwd -S {USER}").stdout.split()[1] == "L"  # AFP (system password) cannot log in either
     assert f"name: {USER}" not in lab["site"].read_text()
     assert f"[{USER}]" not in sh(lab, "testparm -s 2>/dev/null").stdout
     assert f"adVN={USER}" not in sh(lab, "cat /etc/avahi/services/*.service").stdout
