@@ -4,8 +4,11 @@ output and the layout comparison that decides "import and check" versus "report 
 from __future__ import annotations
 
 import importlib.util
+import sys
 import textwrap
+import types
 from pathlib import Path
+from unittest import mock
 
 import pytest
 
@@ -13,9 +16,19 @@ LIBRARY = Path(__file__).resolve().parents[2] / "roles" / "zfs" / "library"
 
 
 def _module(name: str):
+    """Load a module file for its helper functions without importing Ansible into this process:
+    ``ansible.module_utils`` replaces ``sys.intern`` process-wide (ansible-core 2.19), which breaks
+    torch's compiler in every later test of the same pytest worker. The helpers tested here get a
+    small stand-in object instead of an ``AnsibleModule`` anyway."""
+    basic = types.ModuleType("ansible.module_utils.basic")
+    basic.AnsibleModule = object
+    stand_ins = {"ansible": types.ModuleType("ansible"),
+                 "ansible.module_utils": types.ModuleType("ansible.module_utils"),
+                 "ansible.module_utils.basic": basic}
     spec = importlib.util.spec_from_file_location(name, LIBRARY / f"{name}.py")
     mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    with mock.patch.dict(sys.modules, stand_ins):
+        spec.loader.exec_module(mod)
     return mod
 
 
@@ -124,3 +137,8 @@ def test_no_importable_pool():
 ])
 def test_property_values_compare_as_zfs_get_prints_them(prop, value, want):
     assert zfs.normalize(prop, value) == want
+
+
+def test_loading_the_modules_leaves_ansible_out_of_this_process():
+    assert "ansible.module_utils.basic" not in sys.modules or sys.modules["ansible.module_utils.basic"].__file__
+    assert type(sys.intern).__name__ == "builtin_function_or_method", sys.intern  # torch needs the real one
