@@ -20,14 +20,10 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from opsctl.sandbox.errors import SandboxError
+from opsctl.errors import HostKeyError
 from opsctl.spec.models import Host
 
-
-class HostKeyError(SandboxError):
-    """A real host's ssh key is not trusted yet, or changed since it was; nothing was sent to it.
-
-    A :class:`SandboxError` so every command that reaches hosts reports it as one clean line."""
+__all__ = ["Connection", "HostKeyError", "connection_for", "known_hosts_file", "strict_ssh_options"]
 
 
 def known_hosts_file() -> Path:

@@ -1,22 +1,17 @@
-"""Errors raised by the local sandbox (Docker engine, images, containers)."""
+"""The sandbox's name for :class:`opsctl.errors.HostUnreachable`.
+
+The sandbox (Docker engine, images, containers, the OpenZFS VM) raises ``SandboxError(reason, fix)``
+when it cannot do what was asked; it is the same class as ``HostUnreachable``, so a command that
+catches one catches the other, e.g.::
+
+    SandboxError: no Docker daemon answered on unix:///var/run/docker.sock within 60 s
+    (log: ~/.cache/opsctl/dockerd.log). Fix: start it with `dockerd &` as root ...
+"""
 
 from __future__ import annotations
 
+from opsctl.errors import HostUnreachable
 
-class SandboxError(RuntimeError):
-    """The sandbox cannot do what was asked.
+SandboxError = HostUnreachable
 
-    The message always says *why* and, when there is one, *how to fix it*, e.g.::
-
-        SandboxError: no Docker daemon answered on unix:///var/run/docker.sock within 60 s
-        (log: ~/.cache/opsctl/dockerd.log). Fix: start it with `dockerd &` as root ...
-
-    Args:
-        reason: what went wrong.
-        fix: what the user can do about it (optional).
-    """
-
-    def __init__(self, reason: str, fix: str | None = None) -> None:
-        self.reason = reason
-        self.fix = fix
-        super().__init__(f"{reason}. Fix: {fix}" if fix else reason)
+__all__ = ["SandboxError"]
