@@ -299,6 +299,10 @@ class Backup(Strict):
     avahi: Avahi = Field(default_factory=Avahi)
     share_prefix: str = Field(default="", description="share name = prefix + user name",
                               pattern=r"^[A-Za-z0-9._-]{0,32}$")
+    mode: Literal["host", "containers"] = Field(
+        default="host", description="how Samba and Avahi run: 'host' (daemons installed on the host) or "
+        "'containers' (Docker containers with host networking; the ZFS pool, datasets and accounts stay on "
+        "the host in both modes)")
 
     @field_validator("dataset_defaults", mode="before")
     @classmethod
@@ -365,16 +369,6 @@ class Backup(Strict):
         """The extra (non Time Machine) shares with their full dataset name and path."""
         return [{**share.model_dump(mode="json"), "dataset": f"{self.pool.name}/{share.dataset}",
                  "path": f"/{self.pool.name}/{share.dataset}"} for share in self.shares]
-
-    @computed_field
-    @property
-    def advertise_smb(self) -> bool:
-        return self.samba.enabled and self.avahi.enabled
-
-    @computed_field
-    @property
-    def advertise_afp(self) -> bool:
-        return self.netatalk.enabled and self.avahi.enabled and any("afp" in u.protocols for u in self.users)
 
 
 # --------------------------------------------------------------------------- training host
