@@ -26,7 +26,7 @@ from pathlib import Path
 
 from opsctl import PLAYBOOKS, ROOT
 from opsctl.apply.inventory import build_inventory, write_inventory
-from opsctl.apply.secrets import write_private
+from opsctl.files import atomic_write
 from opsctl.spec.models import Site
 
 
@@ -92,9 +92,9 @@ def run_playbook(
         if tags:
             cmd += ["--tags", ",".join(tags)]
         if extra_vars:
-            cmd += ["-e", "@" + str(write_private(Path(tmp) / "vars.json", extra_vars))]
+            cmd += ["-e", "@" + str(atomic_write(Path(tmp) / "vars.json", json.dumps(extra_vars), mode=0o600))]
         if secret_vars:
-            cmd += ["-e", "@" + str(write_private(Path(tmp) / "secrets.json", secret_vars))]
+            cmd += ["-e", "@" + str(atomic_write(Path(tmp) / "secrets.json", json.dumps(secret_vars), mode=0o600))]
         # Its own session: a Ctrl-C or SIGTERM reaches opsctl only, which stops ansible-playbook (and
         # its workers) itself and leaves through the `with`, so the secrets file is always removed.
         proc = subprocess.Popen(cmd, cwd=ROOT, env=ansible_env(), stdout=subprocess.PIPE,

@@ -29,7 +29,9 @@ from pathlib import Path
 
 import yaml
 
+from opsctl.files import atomic_write
 from opsctl.locks import file_lock
+from opsctl.paths import cache_dir
 from opsctl.spec.models import Site
 
 
@@ -56,10 +58,6 @@ def check_password(user: str, password: object, source: str) -> str:
         raise SecretError(f"the Samba password for {user} from {source} contains {' and '.join(bad)}, which "
                           "chpasswd/smbpasswd would split on; choose a password without line breaks, NUL or ':'")
     return password
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("OPSCTL_CACHE", Path.home() / ".cache" / "opsctl"))
 
 
 def env_name(user: str) -> str:
@@ -164,12 +162,8 @@ def _fill_store(store: Path, users: list[str]) -> dict[str, str]:
             data[user] = secrets.token_urlsafe(SANDBOX_PASSWORD_CHARS)[:SANDBOX_PASSWORD_CHARS]
             changed = True
     if changed or not store.exists():
-        tmp = store.with_suffix(".tmp")
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w") as fh:
-                json.dump(data, fh)
-            os.replace(tmp, store)
+            atomic_write(store, json.dumps(data), mode=0o600)
         except OSError as exc:
             raise SecretError(f"cannot write the sandbox password store {store}: {exc.strerror or exc}") from None
     return {u: check_password(u, data[u], f"the sandbox password store {store}") for u in users}
@@ -206,11 +200,3 @@ def samba_passwords(site: Site, users: list[str] | None = None, *, interactive: 
             + ", or OPSCTL_SECRETS_FILE (YAML samba_passwords: {user: password}, may be ansible-vault encrypted), "
             "or run interactively to be prompted")
     return found
-
-
-def write_private(path: Path, data: dict) -> Path:
-    """Write JSON readable by the owner only (for ``ansible-playbook -e @file``)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        json.dump(data, fh)
-    return path

@@ -25,7 +25,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import os
 import re
 import subprocess
 import sys
@@ -39,6 +38,7 @@ from rich.table import Table
 from rich.text import Text
 
 from opsctl.cli.common import EXIT_BAD_INPUT, SiteOpt, console, err, fail, load_site, styled
+from opsctl.files import atomic_write
 
 app = typer.Typer(help="Trust real hosts' ssh host keys (opsctl checks them on every connection).",
                   no_args_is_help=True)
@@ -130,11 +130,7 @@ def _record(path: Path, key_name: str, keys: list[HostKey]) -> None:
         old = []
     kept = [line for line in old if not (line.strip() and not line.startswith(("#", "@"))
                                          and _names_match(line.split()[0], key_name))]
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write("".join(line + "\n" for line in [*kept, *(k.line for k in keys)]))
-    os.replace(tmp, path)
+    atomic_write(path, "".join(line + "\n" for line in [*kept, *(k.line for k in keys)]), mode=0o600)
 
 
 @app.command()

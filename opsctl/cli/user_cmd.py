@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 from rich.live import Live
 
-from opsctl.cli.common import EXIT_BAD_INPUT, SiteOpt, console, err, fail, load_site, print_json, styled
+from opsctl.cli.common import EXIT_BAD_INPUT, JsonOpt, SiteOpt, console, err, fail, load_site, print_json, styled
 from opsctl.sandbox.errors import SandboxError
 from opsctl.spec.loader import SpecError
 
@@ -21,7 +21,6 @@ app = typer.Typer(help="Add, resize and remove Time Machine users on the backup 
 
 NoApplyOpt = Annotated[bool, typer.Option("--no-apply", help="only edit the site file; run `opsctl provision` "
                                                              "later")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="print a JSON summary instead of text")]
 
 
 def _bad(problems: list[str] | str) -> None:

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import jinja2
 
 from opsctl import TEMPLATES
+from opsctl.files import atomic_write
 from opsctl.render.artifacts import ARTIFACTS
 from opsctl.render.context import context_for
 from opsctl.render.filters import FILTERS
@@ -83,8 +83,5 @@ def render_site(site: Site, out_dir: Path | None = None, hosts: list[str] | None
         for f in files:
             target = out_dir / f.host / f.path
             target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = target.with_name(f".{target.name}.tmp")
-            tmp.write_text(f.content)
-            os.chmod(tmp, f.mode)
-            os.replace(tmp, target)
+            atomic_write(target, f.content, mode=f.mode)
     return files

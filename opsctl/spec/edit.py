@@ -16,11 +16,8 @@ Example::
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import io
-import os
-import tempfile
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -28,6 +25,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import YAMLError
 
+from opsctl.files import atomic_write
 from opsctl.spec.loader import Loaded, SpecError, parse
 from opsctl.spec.models import User
 from opsctl.spec.types import parse_size
@@ -205,38 +203,6 @@ class SpecDocument:
                                         "nothing was written, run the command again"])
         atomic_write(self.path, text)
         return loaded
-
-
-def atomic_write(path: Path | str, text: str | bytes, mode: int | None = None) -> None:
-    """Write ``text`` to ``path`` atomically (same-directory temp file, fsync, rename).
-
-    The file keeps its current permission bits unless ``mode`` is given (new files: 0644).
-    """
-    path = Path(path)
-    if mode is None:
-        try:
-            mode = path.stat().st_mode & 0o7777
-        except FileNotFoundError:
-            mode = 0o644
-    data = text.encode("utf-8") if isinstance(text, str) else text
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    with contextlib.suppress(OSError):
-        dfd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
 
 
 __all__ = ["SpecDocument", "atomic_write", "check_user_entry"]
