@@ -79,6 +79,12 @@ def build_parser() -> argparse.ArgumentParser:
     j.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     j.add_argument("--threads", type=_positive_int, help="torch CPU threads per process (default: 1 on <=4 cores)")
     j.add_argument("--compile", action="store_true", help="torch.compile the model")
+    j.add_argument(
+        "--precision",
+        default="auto",
+        choices=["auto", "bf16", "fp32"],
+        help="autocast of the forward passes: auto = bf16 on CUDA, fp32 on CPU; bf16 = bf16 on any device",
+    )
     j.add_argument("--eval-every", type=_positive_int, default=500, help="evaluate, log and checkpoint every N steps")
     j.add_argument("--num-samples", type=int, default=20, help="names written to samples.txt")
     j.add_argument("--no-notify", action="store_true", help="do not send the webhook/Telegram notification")
@@ -147,6 +153,7 @@ def cmd_train(args) -> int:
         device=args.device,
         threads=args.threads,
         compile=args.compile,
+        precision=args.precision,
         eval_every=args.eval_every,
         num_samples=args.num_samples,
         notify=not args.no_notify,

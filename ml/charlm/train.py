@@ -95,6 +95,7 @@ class TrainConfig:
     device: str = "auto"
     threads: int | None = None
     compile: bool = False
+    precision: str = "auto"  # autocast: auto (bf16 on CUDA), bf16 (any device), fp32 (none)
     eval_every: int = 500
     num_samples: int = 20
     notify: bool = True
@@ -279,6 +280,90 @@ def train(cfg: TrainConfig) -> dict:
         distributed.shutdown(info)
 
 
+def autocast_for(device: torch.device, precision: str):
+    """The autocast context of the forward passes: bf16 on CUDA by default (`auto`), bf16 on
+    any device with `bf16`, none with `fp32`."""
+    if precision not in ("auto", "bf16", "fp32"):
+        raise CharlmError(f"--precision must be auto, bf16 or fp32, got {precision!r}")
+    if precision == "bf16" or (precision == "auto" and device.type == "cuda"):
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+@dataclass
+class Job:
+    """What stays fixed during a run: the config, where it runs, the data and the outputs."""
+
+    cfg: TrainConfig
+    device: torch.device
+    info: distributed.DistInfo
+    threads: int
+    say: Progress
+    stop: StopFlag
+    t_job: float
+    paths: dict
+    vocab: Vocab
+    train_ds: object
+    test_ds: object
+    val_ds: object
+    metrics: MetricsLog
+    autocast: object
+    base_record: dict
+    total_steps: int | None = None  # None: the run ends with --time-budget
+
+
+@dataclass
+class TrainState:
+    """What changes during training: all of it (except the last four fields) goes into a checkpoint."""
+
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer | None
+    sampler: torch.Generator | None  # the data order (its state is checkpointed with torch/numpy/python's)
+    step: int = 0
+    elapsed: float = 0.0  # seconds since the loop started, continued across a resume
+    train_time: float = 0.0  # seconds inside training steps
+    tokens_total: int = 0
+    best: float = float("inf")  # best selection loss (val, else test)
+    acc: dict = field(default_factory=lambda: {"loss": 0.0, "tokens": 0})  # since the last evaluation
+    lr: float = 0.0
+    local_tokens: int = 0  # this rank's share (DDP summary)
+    last_local_loss: float = float("nan")
+    peer_stop: bool = False  # DDP: a rank was asked to stop
+    peer_elapsed: float | None = None  # DDP: rank 0's clock, so every rank ends at the same step
+
+    def to_checkpoint(self, cfg: TrainConfig, vocab: Vocab, rng_states: list) -> dict:
+        return {
+            "format": 1,
+            "model_kind": cfg.model,
+            "model_config": self.model.config(),
+            "model_state": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
+            "vocab": vocab.to_list(),
+            "optimizer_state": self.optimizer.state_dict(),
+            "step": self.step,
+            "elapsed": self.elapsed,
+            "best_loss": self.best,
+            "acc": dict(self.acc),
+            "tokens_total": self.tokens_total,
+            "train_time": self.train_time,
+            "rng": rng_states,
+            "train_config": asdict(cfg),
+        }
+
+    def restore(self, ckpt: dict, job: Job) -> None:
+        self.optimizer.load_state_dict(ckpt["optimizer_state"])
+        self.step, self.elapsed, self.best = ckpt["step"], ckpt["elapsed"], ckpt["best_loss"]
+        self.acc = dict(ckpt["acc"])
+        self.tokens_total, self.train_time = ckpt["tokens_total"], ckpt["train_time"]
+        states, rank, world = ckpt["rng"], job.info.rank, job.info.world_size
+        if len(states) == world:
+            checkpoint.set_rng_state(states[rank], self.sampler)
+        else:
+            job.say(
+                f"charlm: note: checkpoint was written by {len(states)} processes, now {world}: data order reseeded"
+            )
+            self.sampler.manual_seed(job.cfg.seed * 1000 + rank + self.step)
+
+
 def _train(cfg: TrainConfig, device: torch.device, info, t_job: float) -> dict:
     if device.type == "cuda" and info.enabled:
         device = torch.device("cuda", info.local_rank)
@@ -294,23 +379,47 @@ def _train(cfg: TrainConfig, device: torch.device, info, t_job: float) -> dict:
 
 
 def _run(cfg, device, info, threads, say, stop, t_job) -> dict:
+    job, model, ckpt = setup(cfg, device, info, threads, say, stop, t_job)
+    if not model.trainable:
+        return _fit_count_model(job, model)
+    job.total_steps = cfg.resolved("steps") if cfg.time_budget is None or cfg.steps is not None else None
+    if cfg.time_budget is None and not job.total_steps:
+        raise CharlmError("--steps must be >= 1 for a trained model (or use --time-budget)")
+    state = TrainState(model, make_optimizer(cfg, model), torch.Generator().manual_seed(cfg.seed * 1000 + info.rank))
+    _seed_all(cfg.seed + 7919 * (info.rank + 1))  # dropout streams differ per rank
+    if ckpt is not None:
+        state.restore(ckpt, job)
+        job.metrics.truncate_after(state.step)
+    status = fit(job, state, resumed=ckpt is not None)
+    if status != "completed":
+        save_checkpoint(job, state, best=False)  # so a resumed run logs exactly like an uninterrupted one
+    job.metrics.close()
+    if info.enabled:  # every rank reports its own share (only rank 0 writes files)
+        print(
+            f"charlm: rank {info.rank}/{info.world_size}: trained {state.step} steps, "
+            f"{state.local_tokens:,} local tokens, last local batch loss {state.last_local_loss:.4f}",
+            file=sys.stderr,
+            flush=True,
+        )
+    report = write_report(job, state, status) if info.is_main else {}
+    distributed.barrier(info)
+    return report
+
+
+def setup(cfg, device, info, threads, say, stop, t_job) -> tuple[Job, torch.nn.Module, dict | None]:
+    """Data, vocabulary, model (from the checkpoint with --resume) and the job's outputs."""
     out = cfg.out
     if info.is_main:
         os.makedirs(out, exist_ok=True)
-    paths = {
-        "metrics": os.path.join(out, "metrics.jsonl"),
-        "plot": os.path.join(out, "loss.png"),
-        "samples": os.path.join(out, "samples.txt"),
-        "report": os.path.join(out, "report.json"),
-        "checkpoint_last": os.path.join(out, checkpoint.LAST),
-        "checkpoint_best": os.path.join(out, checkpoint.BEST),
-    }
+    files = {"metrics": "metrics.jsonl", "plot": "loss.png", "samples": "samples.txt", "report": "report.json"}
+    paths = {k: os.path.join(out, v) for k, v in files.items()}
+    paths["checkpoint_last"] = os.path.join(out, checkpoint.LAST)
+    paths["checkpoint_best"] = os.path.join(out, checkpoint.BEST)
 
     names, stats = read_names(cfg.data, cfg.max_len)
     say(f"charlm: data: {stats.summary()}")
     split = split_names(names, cfg.val_size)
     vocab = Vocab.from_names(names)
-
     ckpt = None
     if cfg.resume and os.path.exists(paths["checkpoint_last"]):
         ckpt = checkpoint.load(paths["checkpoint_last"])
@@ -318,12 +427,11 @@ def _run(cfg, device, info, threads, say, stop, t_job) -> dict:
             raise CharlmError(f"--resume: checkpoint in {out} is a {ckpt['model_kind']} model, not {cfg.model}")
         if ckpt["vocab"] != vocab.to_list():
             raise CharlmError(f"--resume: the vocabulary of {cfg.data} differs from the checkpoint's")
-        model_kwargs = ckpt["model_config"]
         say(f"charlm: resuming from {paths['checkpoint_last']} at step {ckpt['step']}")
     elif cfg.resume:
         say(f"charlm: --resume: no checkpoint in {out} yet, starting from scratch")
-    if ckpt is None:
-        model_kwargs = _model_kwargs(cfg, names, say)
+    model_kwargs = ckpt["model_config"] if ckpt is not None else _model_kwargs(cfg, names, say)
+    autocast = autocast_for(device, cfg.precision)
 
     _seed_all(cfg.seed)  # identical initial weights on every rank
     model = build_model(cfg.model, vocab.size, **model_kwargs)
@@ -331,20 +439,15 @@ def _run(cfg, device, info, threads, say, stop, t_job) -> dict:
         model.load_state_dict(ckpt["model_state"])
     model.to(device)
     n_params = count_params(model)
-
-    train_ds = build_dataset(model, split.train, vocab)
-    test_ds = build_dataset(model, split.test, vocab)
+    train_ds, test_ds = build_dataset(model, split.train, vocab), build_dataset(model, split.test, vocab)
     val_ds = build_dataset(model, split.val, vocab) if split.val else None
-    select_on = "val" if val_ds is not None else "test"
     say(
         f"charlm: model {cfg.model} ({n_params:,} params) | vocab {vocab.size} | "
         f"train {len(split.train)} names ({train_ds.n_tokens:,} tokens), val {len(split.val)}, "
         f"test {len(split.test)} | device {device} | threads {threads}"
         + (f" | world {info.world_size}" if info.enabled else "")
     )
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
-    metrics = MetricsLog(paths["metrics"], enabled=info.is_main)
-
+    data = {**stats.to_dict(), "train_names": len(split.train), "val_names": len(split.val)}
     base_record = {
         "model": cfg.model,
         "params": n_params,
@@ -353,334 +456,208 @@ def _run(cfg, device, info, threads, say, stop, t_job) -> dict:
         "world_size": info.world_size,
         "model_config": model.config(),
         "vocab": vocab.to_list(),
-        "data": {
-            **stats.to_dict(),
-            "train_names": len(split.train),
-            "val_names": len(split.val),
-            "test_names": len(split.test),
-        },
+        "data": {**data, "test_names": len(split.test)},
     }
+    metrics = MetricsLog(paths["metrics"], enabled=info.is_main)
+    job = Job(cfg, device, info, threads, say, stop, t_job, paths, vocab, train_ds, test_ds, val_ds, metrics, autocast,
+              base_record)  # fmt: skip
+    return job, model, ckpt
 
-    if not model.trainable:
-        return _finish_count_model(
-            cfg, model, vocab, train_ds, test_ds, val_ds, paths, metrics, base_record, info, say, t_job
-        )
 
-    # --- training state -------------------------------------------------------------
-    total_steps = cfg.resolved("steps") if cfg.time_budget is None or cfg.steps is not None else None
-    if cfg.time_budget is None and not total_steps:
-        raise CharlmError("--steps must be >= 1 for a trained model (or use --time-budget)")
-    optimizer = make_optimizer(cfg, model)
-    sampler = torch.Generator().manual_seed(cfg.seed * 1000 + info.rank)
-    _seed_all(cfg.seed + 7919 * (info.rank + 1))  # dropout streams differ per rank
-    step, elapsed, best = 0, 0.0, float("inf")
-    acc = {"loss": 0.0, "tokens": 0}
-    tokens_total = 0
-    train_time = 0.0
-    if ckpt is not None:
-        optimizer.load_state_dict(ckpt["optimizer_state"])
-        step, elapsed, best = ckpt["step"], ckpt["elapsed"], ckpt["best_loss"]
-        acc = dict(ckpt["acc"])
-        tokens_total, train_time = ckpt["tokens_total"], ckpt["train_time"]
-        states = ckpt["rng"]
-        if len(states) == info.world_size:
-            checkpoint.set_rng_state(states[info.rank], sampler)
-        else:
-            say(
-                f"charlm: note: checkpoint was written by {len(states)} processes, "
-                f"now {info.world_size}: data order reseeded"
-            )
-            sampler.manual_seed(cfg.seed * 1000 + info.rank + step)
-        metrics.truncate_after(step)
-
-    if isinstance(train_ds, SeqBuckets):
-        batch = max(1, round(cfg.resolved("batch_size") * train_ds.mean_seq_len()))
-    else:
-        batch = cfg.resolved("batch_size")
-    padded = isinstance(train_ds, SeqBuckets) and cfg.batching == "mixed"
-    draw = train_ds.sample_mixed if padded else train_ds.sample
-    grad_clip = cfg.resolved("grad_clip") or 0.0
-    fwd = torch.compile(model) if cfg.compile else model
+def fit(job: Job, state: TrainState, resumed: bool) -> str:
+    """The training loop. Returns "completed", or "interrupted" after SIGTERM/SIGINT."""
+    cfg, info, model = job.cfg, job.info, state.model
+    packed = isinstance(job.train_ds, SeqBuckets) and cfg.batching == "mixed"
+    draw = job.train_ds.sample_mixed if packed else job.train_ds.sample
+    batch = cfg.resolved("batch_size")
+    if isinstance(job.train_ds, SeqBuckets):  # names per step -> a token budget
+        batch = max(1, round(batch * job.train_ds.mean_seq_len()))
+    fwd = torch.compile(model, dynamic=True) if cfg.compile else model
     params = [p for p in model.parameters() if p.requires_grad]
-
-    def save(kind_best: bool) -> None:
-        states = distributed.gather_objects(checkpoint.rng_state(sampler), info)
-        if not info.is_main:
-            return
-        state = {
-            "format": 1,
-            "model_kind": cfg.model,
-            "model_config": model.config(),
-            "model_state": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-            "vocab": vocab.to_list(),
-            "optimizer_state": optimizer.state_dict(),
-            "step": step,
-            "elapsed": elapsed,
-            "best_loss": best,
-            "acc": dict(acc),
-            "tokens_total": tokens_total,
-            "train_time": train_time,
-            "rng": states,
-            "train_config": asdict(cfg),
-        }
-        checkpoint.atomic_save(state, paths["checkpoint_last"])
-        if kind_best:
-            checkpoint.atomic_save(state, paths["checkpoint_best"])
-
-    def evaluate_and_log(lr: float, interval_tps: float | None) -> None:
-        nonlocal best, acc
-        test_loss = mean_loss(model, test_ds, device, autocast) if info.is_main else None
-        val_loss = mean_loss(model, val_ds, device, autocast) if info.is_main else None
-        train_loss = acc["loss"] / acc["tokens"] if acc["tokens"] else None
-        rec = {"step": step, "train_loss": train_loss, "test_loss": test_loss}
-        if val_ds is not None:
-            rec["val_loss"] = val_loss
-        rec.update({"lr": lr, "tokens_per_s": interval_tps, "tokens": tokens_total, "elapsed": round(elapsed, 3)})
-        metrics.write(rec)
-        sel = val_loss if val_ds is not None else test_loss
-        is_best = bool(info.is_main and sel is not None and sel < best)
-        if is_best:
-            best = sel
-        is_best = bool(distributed.broadcast_object(is_best, info))
-        acc = {"loss": 0.0, "tokens": 0}
-        save(is_best)
-        tl = "n/a" if train_loss is None else f"{train_loss:.4f}"
-        vl = "" if val_loss is None else f" | val {val_loss:.4f}"
-        tps = "" if interval_tps is None else f" | {interval_tps:,.0f} tok/s"
-        total = f"/{total_steps}" if total_steps else ""
-        if info.is_main:
-            say(f"step {step}{total} | train {tl}{vl} | test {test_loss:.4f} | lr {lr:.3g}{tps} | {elapsed:.1f}s")
-
-    t_loop = time.perf_counter() - elapsed  # elapsed counts from here, continuing a resumed run
-    lr = lr_at(cfg, step, elapsed, total_steps)
-    if ckpt is None:
-        evaluate_and_log(lr, None)
-    status = "completed"
-    interval_tokens, interval_time = 0, 0.0
-    ctl = torch.zeros(2)  # [stop requested by any rank, elapsed seconds on rank 0]
-    local_tokens, last_local_loss = 0, float("nan")
+    grad_clip = cfg.resolved("grad_clip") or 0.0
+    t_loop = time.perf_counter() - state.elapsed  # elapsed counts from here, continuing a resumed run
+    window = [0, 0.0]  # tokens and step seconds since the last evaluation (for tokens/s)
+    state.lr = lr_at(cfg, state.step, state.elapsed, job.total_steps)
+    if not resumed:
+        evaluate(job, state, None)
     model.train()
     while True:
-        if total_steps is not None and step >= total_steps:
+        if job.total_steps is not None and state.step >= job.total_steps:
             break
-        if cfg.time_budget is not None and elapsed >= cfg.time_budget:
+        if cfg.time_budget is not None and state.elapsed >= cfg.time_budget:
             break
-        if ctl[0].item() > 0 if info.enabled else stop.requested:
-            status = "interrupted"
-            break
-        lr = lr_at(cfg, step, elapsed, total_steps)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
+        if state.peer_stop if info.enabled else job.stop.requested:
+            return "interrupted"
+        state.lr = lr_at(cfg, state.step, state.elapsed, job.total_steps)
+        for group in state.optimizer.param_groups:
+            group["lr"] = state.lr
         t0 = time.perf_counter()
-        x, y = draw(batch, sampler)
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        if padded:  # the model computes the real positions only (see models/transformer.py)
+        x, y = draw(batch, state.sampler)
+        x, y = x.to(job.device, non_blocking=True), y.to(job.device, non_blocking=True)
+        valid = None
+        if packed:  # the model computes the real positions only (see models/transformer.py)
             valid = y != IGNORE_INDEX
             y = y[valid]
-            with autocast:
-                logits = fwd(x, valid)
-        else:
-            with autocast:
-                logits = fwd(x)
-        n_local = y.numel()
-        lsum = loss_sum(logits, y)
-        local_tokens += n_local
-        if info.enabled:
-            lsum.backward()
-            now = time.perf_counter() - t_loop
-            stats_t = torch.tensor(
-                [lsum.item(), float(n_local), float(stop.requested), now if info.is_main else 0.0],
-                device=device,
-            )
-            stats_t = distributed.sync_gradients(params, stats_t, info)
-            n_global = stats_t[1].item()
-            for p in params:
-                if p.grad is not None:
-                    p.grad.div_(n_global)
-            step_loss_sum = stats_t[0].item()
-            ctl = stats_t[2:].cpu()
-        else:
-            n_global = n_local
-            (lsum / n_global).backward()
-            step_loss_sum = lsum.item()
-        last_local_loss = lsum.item() / max(1, n_local)
+        with job.autocast:
+            logits = fwd(x) if valid is None else fwd(x, valid)
+        loss, n_tokens = backward(job, state, loss_sum(logits, y), y.numel(), params, t_loop)
         if grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(params, grad_clip)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        step += 1
+        state.optimizer.step()
+        state.optimizer.zero_grad(set_to_none=True)
         dt = time.perf_counter() - t0
-        train_time += dt
-        interval_time += dt
-        interval_tokens += int(n_global)
-        tokens_total += int(n_global)
-        acc["loss"] += step_loss_sum
-        acc["tokens"] += int(n_global)
-        elapsed = ctl[1].item() if info.enabled else time.perf_counter() - t_loop
-        if step % cfg.eval_every == 0:
-            evaluate_and_log(lr, interval_tokens / interval_time if interval_time else None)
-            interval_tokens, interval_time = 0, 0.0
-            elapsed = ctl[1].item() if info.enabled else time.perf_counter() - t_loop
-
-    # --- final evaluation, checkpoint, outputs ---------------------------------------
-    if status == "completed":
-        if acc["tokens"]:  # steps since the last evaluation: evaluate, log and save them
-            evaluate_and_log(lr, interval_tokens / interval_time if interval_time else None)
-    else:
-        save(False)  # preempted: checkpoint only, so a resumed run logs exactly like an uninterrupted one
-    metrics.close()
-    if info.enabled:  # every rank reports its own share (only rank 0 writes files)
-        print(
-            f"charlm: rank {info.rank}/{info.world_size}: trained {step} steps, "
-            f"{local_tokens:,} local tokens, last local batch loss {last_local_loss:.4f}",
-            file=sys.stderr,
-            flush=True,
-        )
-    if not info.is_main:
-        distributed.barrier(info)
-        return {}
-    report = _write_outputs(
-        cfg,
-        model,
-        vocab,
-        train_ds if status == "completed" else None,
-        test_ds,
-        val_ds,
-        paths,
-        base_record,
-        device,
-        autocast,
-        step=step,
-        status=status,
-        tokens_total=tokens_total,
-        train_time=train_time,
-        t_job=t_job,
-        select_on=select_on,
-        best=best,
-        signal_name=stop.signal_name,
-    )
-    distributed.barrier(info)
-    return report
+        state.step += 1
+        state.train_time += dt
+        state.tokens_total += n_tokens
+        state.acc["loss"] += loss
+        state.acc["tokens"] += n_tokens
+        window[0] += n_tokens
+        window[1] += dt
+        state.elapsed = state.peer_elapsed if info.enabled else time.perf_counter() - t_loop
+        if state.step % cfg.eval_every == 0:
+            evaluate(job, state, window[0] / window[1] if window[1] else None)
+            window = [0, 0.0]
+            state.elapsed = state.peer_elapsed if info.enabled else time.perf_counter() - t_loop
+    if state.acc["tokens"]:  # steps since the last evaluation: evaluate, log and save them
+        evaluate(job, state, window[0] / window[1] if window[1] else None)
+    return "completed"
 
 
-def _finish_count_model(cfg, model, vocab, train_ds, test_ds, val_ds, paths, metrics, base_record, info, say, t_job):
-    t0 = time.perf_counter()
-    model.fit(train_ds.X, train_ds.Y)
-    fit_time = time.perf_counter() - t0
-    device = torch.device("cpu")
-    test_loss = mean_loss(model, test_ds, device)
-    train_loss = mean_loss(model, train_ds, device)
-    rec = {"step": 0, "train_loss": train_loss, "test_loss": test_loss}
-    if val_ds is not None:
-        rec["val_loss"] = mean_loss(model, val_ds, device)
-    rec.update(
-        {
-            "lr": 0.0,
-            "tokens_per_s": train_ds.n_tokens / fit_time if fit_time else None,
-            "tokens": train_ds.n_tokens,
-            "elapsed": fit_time,
-        }
-    )
+def backward(job: Job, state: TrainState, lsum: torch.Tensor, n_local: int, params, t_loop: float):
+    """Gradients of the mean loss per token. With DDP the loss sums, token counts, the stop
+    flag and rank 0's clock are summed across ranks with the gradients, and the gradients are
+    divided by the global token count. Returns (loss sum, tokens) over all ranks."""
+    info = job.info
+    state.local_tokens += n_local
+    state.last_local_loss = lsum.item() / max(1, n_local)
+    if not info.enabled:
+        (lsum / n_local).backward()
+        return lsum.item(), n_local
+    lsum.backward()
+    now = time.perf_counter() - t_loop if info.is_main else 0.0
+    extra = torch.tensor([lsum.item(), float(n_local), float(job.stop.requested), now], device=job.device)
+    extra = distributed.sync_gradients(params, extra, info).cpu()
+    n_global = extra[1].item()
+    for p in params:
+        if p.grad is not None:
+            p.grad.div_(n_global)
+    state.peer_stop, state.peer_elapsed = extra[2].item() > 0, extra[3].item()
+    return extra[0].item(), int(n_global)
+
+
+def evaluate(job: Job, state: TrainState, tokens_per_s: float | None) -> None:
+    """Test (and val) loss on rank 0, a metrics line, a progress line, and a checkpoint
+    (also `ckpt_best.pt` when the selection loss improved)."""
+    info, model = job.info, state.model
+    test_loss = mean_loss(model, job.test_ds, job.device, job.autocast) if info.is_main else None
+    val_loss = mean_loss(model, job.val_ds, job.device, job.autocast) if info.is_main else None
+    train_loss = state.acc["loss"] / state.acc["tokens"] if state.acc["tokens"] else None
+    rec = {"step": state.step, "train_loss": train_loss, "test_loss": test_loss}
+    if job.val_ds is not None:
+        rec["val_loss"] = val_loss
+    rec.update({"lr": state.lr, "tokens_per_s": tokens_per_s, "tokens": state.tokens_total})
+    job.metrics.write({**rec, "elapsed": round(state.elapsed, 3)})
+    sel = val_loss if job.val_ds is not None else test_loss
+    is_best = bool(info.is_main and sel is not None and sel < state.best)
+    if is_best:
+        state.best = sel
+    state.acc = {"loss": 0.0, "tokens": 0}
+    save_checkpoint(job, state, best=bool(distributed.broadcast_object(is_best, info)))
     if info.is_main:
-        metrics.truncate_after(-1)
-        metrics.write(rec)
-        metrics.close()
-        state = {
-            "format": 1,
-            "model_kind": cfg.model,
-            "model_config": model.config(),
-            "model_state": model.state_dict(),
-            "vocab": vocab.to_list(),
-            "step": 0,
-            "train_config": asdict(cfg),
-        }
-        checkpoint.atomic_save(state, paths["checkpoint_last"])
-        checkpoint.atomic_save(state, paths["checkpoint_best"])
-        say(f"charlm: count bigram (add-{model.smoothing:g}) | train {train_loss:.4f} | test {test_loss:.4f} nats")
-    if not info.is_main:
+        tl = "n/a" if train_loss is None else f"{train_loss:.4f}"
+        vl = "" if val_loss is None else f" | val {val_loss:.4f}"
+        tps = "" if tokens_per_s is None else f" | {tokens_per_s:,.0f} tok/s"
+        total = f"/{job.total_steps}" if job.total_steps else ""
+        job.say(
+            f"step {state.step}{total} | train {tl}{vl} | test {test_loss:.4f} | lr {state.lr:.3g}{tps} | "
+            f"{state.elapsed:.1f}s"
+        )
+
+
+def save_checkpoint(job: Job, state: TrainState, best: bool) -> None:
+    """`ckpt_last.pt` (and `ckpt_best.pt`), with every rank's RNG states; written by rank 0."""
+    rng_states = distributed.gather_objects(checkpoint.rng_state(state.sampler), job.info)
+    if not job.info.is_main:
+        return
+    ckpt = state.to_checkpoint(job.cfg, job.vocab, rng_states)
+    checkpoint.atomic_save(ckpt, job.paths["checkpoint_last"])
+    if best:
+        checkpoint.atomic_save(ckpt, job.paths["checkpoint_best"])
+
+
+def _fit_count_model(job: Job, model) -> dict:
+    """The count bigram: one pass of counting instead of a training loop."""
+    t0 = time.perf_counter()
+    model.fit(job.train_ds.X, job.train_ds.Y)
+    fit_time = time.perf_counter() - t0
+    job.device, job.autocast = torch.device("cpu"), contextlib.nullcontext()
+    test_loss = mean_loss(model, job.test_ds, job.device)
+    train_loss = mean_loss(model, job.train_ds, job.device)
+    rec = {"step": 0, "train_loss": train_loss, "test_loss": test_loss}
+    if job.val_ds is not None:
+        rec["val_loss"] = mean_loss(model, job.val_ds, job.device)
+    n = job.train_ds.n_tokens
+    rec.update({"lr": 0.0, "tokens_per_s": n / fit_time if fit_time else None, "tokens": n, "elapsed": fit_time})
+    if not job.info.is_main:
         return {}
-    return _write_outputs(
-        cfg,
-        model,
-        vocab,
-        train_ds,
-        test_ds,
-        val_ds,
-        paths,
-        base_record,
-        device,
-        contextlib.nullcontext(),
-        step=0,
-        status="completed",
-        tokens_total=train_ds.n_tokens,
-        train_time=fit_time,
-        t_job=t_job,
-        select_on="val" if val_ds is not None else "test",
-        best=test_loss,
-        signal_name=None,
-    )
-
-
-def _write_outputs(
-    cfg,
-    model,
-    vocab,
-    train_ds,
-    test_ds,
-    val_ds,
-    paths,
-    base_record,
-    device,
-    autocast,
-    *,
-    step,
-    status,
-    tokens_total,
-    train_time,
-    t_job,
-    select_on,
-    best,
-    signal_name,
-) -> dict:
-    records = read_jsonl(paths["metrics"]) if os.path.exists(paths["metrics"]) else []
-    series = {
-        "train": [(r["step"], r["train_loss"]) for r in records if r.get("train_loss") is not None],
-        "test": [(r["step"], r["test_loss"]) for r in records if r.get("test_loss") is not None],
+    job.metrics.truncate_after(-1)
+    job.metrics.write(rec)
+    job.metrics.close()
+    state = {
+        "format": 1,
+        "model_kind": job.cfg.model,
+        "model_config": model.config(),
+        "model_state": model.state_dict(),
+        "vocab": job.vocab.to_list(),
+        "step": 0,
+        "train_config": asdict(job.cfg),
     }
-    if any(r.get("val_loss") is not None for r in records):
-        series["val"] = [(r["step"], r["val_loss"]) for r in records if r.get("val_loss") is not None]
+    checkpoint.atomic_save(state, job.paths["checkpoint_last"])
+    checkpoint.atomic_save(state, job.paths["checkpoint_best"])
+    job.say(f"charlm: count bigram (add-{model.smoothing:g}) | train {train_loss:.4f} | test {test_loss:.4f} nats")
+    done = TrainState(model, None, None, tokens_total=n, train_time=fit_time, best=test_loss)
+    return write_report(job, done, "completed")
+
+
+def write_report(job: Job, state: TrainState, status: str) -> dict:
+    """loss.png, samples.txt and report.json (final losses of the model as it is now)."""
+    cfg, paths, model, device = job.cfg, job.paths, state.model, job.device
+    records = read_jsonl(paths["metrics"]) if os.path.exists(paths["metrics"]) else []
+    series = {}
+    for key in ("train", "test", "val"):
+        points = [(r["step"], r[f"{key}_loss"]) for r in records if r.get(f"{key}_loss") is not None]
+        if points or key != "val":
+            series[key] = points
     plot_lines(paths["plot"], series, ylabel="loss (nats)")
 
-    samples = sample_names(model, vocab, cfg.num_samples, seed=cfg.seed, device=device)
-    tmp = paths["samples"] + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write("\n".join(samples) + ("\n" if samples else ""))
-    os.replace(tmp, paths["samples"])
+    samples = sample_names(model, job.vocab, cfg.num_samples, seed=cfg.seed, device=device)
+    _atomic_write(paths["samples"], "\n".join(samples) + ("\n" if samples else ""))
 
-    test_loss = mean_loss(model, test_ds, device, autocast)
-    val_loss = mean_loss(model, val_ds, device, autocast)
-    train_loss = mean_loss(model, train_ds, device, autocast) if train_ds is not None else None
+    train_ds = job.train_ds if status == "completed" else None  # an interrupted job ends quickly
     report = {
         "status": status,
-        **base_record,
-        "steps": step,
-        "train_loss": loss_summary(train_loss),
-        "test_loss": loss_summary(test_loss),
-        "val_loss": loss_summary(val_loss) if val_ds is not None else None,
-        "best_checkpoint_selected_on": select_on,
-        "best_selection_loss": finite_or_none(best),
-        "tokens_trained": tokens_total,
-        "tokens_per_s": tokens_total / train_time if train_time > 0 else None,
-        "train_time_s": train_time,
-        "wall_time_s": time.time() - t_job,
+        **job.base_record,
+        "steps": state.step,
+        "train_loss": loss_summary(mean_loss(model, train_ds, device, job.autocast) if train_ds else None),
+        "test_loss": loss_summary(mean_loss(model, job.test_ds, device, job.autocast)),
+        "val_loss": loss_summary(mean_loss(model, job.val_ds, device, job.autocast)) if job.val_ds else None,
+        "best_checkpoint_selected_on": "val" if job.val_ds is not None else "test",
+        "best_selection_loss": finite_or_none(state.best),
+        "tokens_trained": state.tokens_total,
+        "tokens_per_s": state.tokens_total / state.train_time if state.train_time > 0 else None,
+        "train_time_s": state.train_time,
+        "wall_time_s": time.time() - job.t_job,
         "paths": {k: os.path.abspath(v) for k, v in paths.items()},
         "config": {k: v for k, v in asdict(cfg).items() if k != "extra"},
     }
-    if signal_name:
-        report["signal"] = signal_name
-    tmp = paths["report"] + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(report, f, indent=2, default=str)
-        f.write("\n")
-    os.replace(tmp, paths["report"])
+    if job.stop.signal_name:
+        report["signal"] = job.stop.signal_name
+    _atomic_write(paths["report"], json.dumps(report, indent=2, default=str) + "\n")
     return report
+
+
+def _atomic_write(path: str, text: str) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(tmp, path)
