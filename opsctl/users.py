@@ -112,24 +112,32 @@ def backup_connection(site: Site):
 
 
 def dataset_used(site: Site, name: str) -> int | None:
-    """``zfs get -Hp used`` of the user's dataset in bytes; None when it does not exist."""
+    """``zfs get -Hp used`` of the user's dataset in bytes; None when the dataset does not exist (yet).
+
+    A read that fails for another reason (pool not imported, zfs missing, host trouble) is a
+    :class:`UserError`: "could not read" must never pass as "nothing to protect"."""
     dataset = dataset_of(site, name)
-    res = backup_connection(site).run(f"zfs get -Hp -o value used {shlex.quote(dataset)}")
-    if res.rc != 0:
+    res = backup_connection(site).run(f"LC_ALL=C zfs get -Hp -o value used {shlex.quote(dataset)}")
+    if res.rc != 0 and f"cannot open '{dataset}': dataset does not exist" in res.stderr:
         return None
     try:
-        return int(res.stdout.strip())
+        if res.rc == 0:
+            return int(res.stdout.strip())
     except ValueError:
-        return None
+        pass
+    lines = (res.stderr or res.stdout).strip().splitlines()
+    detail = lines[-1] if lines else f"exit {res.rc}"
+    raise UserError(f"cannot read how much {dataset} uses (zfs get used: {detail}), "
+                    "so the quota is not changed; check the pool with `opsctl status` and run again", bad_input=False)
 
 
 def check_quota_not_below_usage(site: Site, name: str, quota: str) -> int:
     """Refuse (UserError) a quota below the dataset's current usage, or when the usage cannot be read;
-    returns the usage. (The zfs role's module refuses it too, whatever the change came from.)"""
+    returns the usage (0 for a dataset that does not exist yet: provision creates it with the new quota).
+    (The zfs role's module refuses it too, whatever the change came from.)"""
     used = dataset_used(site, name)
     if used is None:
-        raise UserError(f"cannot read how much {dataset_of(site, name)} uses (zfs get used failed), so the quota "
-                        "is not changed; check the pool with `opsctl status` and run again", bad_input=False)
+        return 0
     if parse_size(quota) < used:
         raise UserError(f"{name} already uses {used} bytes ({_human(used)}) of {dataset_of(site, name)}; a quota "
                         f"of {quota} would stop their backups and make Time Machine delete old ones; pick at least "

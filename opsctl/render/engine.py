@@ -21,7 +21,7 @@ import jinja2
 
 from opsctl import TEMPLATES
 from opsctl.files import atomic_write
-from opsctl.render.artifacts import ARTIFACTS
+from opsctl.render.artifacts import artifacts_for
 from opsctl.render.context import context_for
 from opsctl.render.filters import FILTERS
 from opsctl.render.zfs_plan import plan
@@ -58,9 +58,7 @@ def render_host(site: Site, host: str, env: jinja2.Environment | None = None) ->
     env = env or environment()
     ctx = context_for(site, host)
     out: list[Rendered] = []
-    for art in ARTIFACTS:
-        if ctx.get(art.role) is None or not art.when(ctx):
-            continue
+    for art in artifacts_for(ctx):
         text = env.get_template(art.template).render(opsctl=ctx, **art.extra)
         out.append(Rendered(host, art.output, text, art.mode))
     if ctx["state"] is not None:

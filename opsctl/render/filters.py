@@ -64,5 +64,24 @@ def zfs_plan(backup: dict) -> list[dict]:
     return plan(backup)
 
 
+def planned_files(state: dict, service: str, dests: dict, templates: str) -> list[dict]:
+    """The files the desired state plans for ``service`` (``opsctl.state.files``), as ``opsctl_files``
+    entries: ``{template, dest}``. ``dests`` maps each rendered path to where the role installs it; a key
+    ending in ``/`` maps every file under it into that folder. Files with no mapping are left out (a
+    role installs those its own way, e.g. the nsswitch ``hosts:`` line)."""
+    out = []
+    for f in state["files"]:
+        if f["service"] != service:
+            continue
+        dest = dests.get(f["path"])
+        if dest is None:
+            folder = next((k for k in dests if k.endswith("/") and f["path"].startswith(k)), None)
+            if folder is None:
+                continue
+            dest = dests[folder].rstrip("/") + "/" + f["path"][len(folder):]
+        out.append({"template": f"{templates}/{f['template']}", "dest": dest})
+    return out
+
+
 FILTERS = {"shquote": shquote, "shjoin": shjoin, "xmlescape": xmlescape, "confval": confval, "confword": confword,
-           "yesno": onoff, "zfs_plan": zfs_plan}
+           "yesno": onoff, "zfs_plan": zfs_plan, "planned_files": planned_files}

@@ -370,16 +370,6 @@ class Backup(Strict):
         return [{**share.model_dump(mode="json"), "dataset": f"{self.pool.name}/{share.dataset}",
                  "path": f"/{self.pool.name}/{share.dataset}"} for share in self.shares]
 
-    @computed_field
-    @property
-    def advertise_smb(self) -> bool:
-        return self.samba.enabled and self.avahi.enabled
-
-    @computed_field
-    @property
-    def advertise_afp(self) -> bool:
-        return self.netatalk.enabled and self.avahi.enabled and any("afp" in u.protocols for u in self.users)
-
 
 # --------------------------------------------------------------------------- training host
 

@@ -3,15 +3,19 @@
 One object says what the backup host must look like: the pool (vdevs, ashift, root dataset
 properties), every dataset in creation order with every property it gets (quota and mountpoint
 included), the owner and mode of each Time Machine dataset's mountpoint, the ``opsctl:user`` tag
-that marks a dataset opsctl created for a user, and the users' system accounts.
+that marks a dataset opsctl created for a user, the users' system accounts, the shares and who may
+use them over which protocol (with the Time Machine size and the ``dkN`` record each advertises),
+the daemons that must run, the mDNS service types announced, and which configuration files exist.
 
 Everybody reads this object instead of working the facts out again:
 
-* the zfs role gets it as ``opsctl.state`` (:func:`opsctl.render.context.context_for`) and hands
-  the pool, the datasets and the users to one module call each;
-* ``opsctl render`` writes it as ``zfs/plan.json`` and ``zfs/plan.sh`` (:mod:`opsctl.render.zfs_plan`);
-* ``opsctl verify`` compares the host with it; ``opsctl user`` takes dataset names and the
-  purge guard's inputs from it.
+* the roles get it as ``opsctl.state`` (:func:`opsctl.render.context.context_for`): the zfs role
+  hands the pool, the datasets and the users to one module call each; samba, netatalk and avahi
+  install the ``files`` planned for them and loop over ``shares``;
+* ``opsctl render`` writes the same ``files`` (:mod:`opsctl.render.artifacts`) and the pool and
+  datasets as ``zfs/plan.json`` and ``zfs/plan.sh`` (:mod:`opsctl.render.zfs_plan`);
+* ``opsctl verify`` compares the host with it; ``opsctl status`` probes its shares, services and
+  advertisements; ``opsctl user`` takes dataset names and the purge guard's inputs from it.
 
 Example::
 
@@ -92,11 +96,46 @@ class AccountState:
 
 
 @dataclass(frozen=True)
+class ShareState:
+    """One served folder: a user's Time Machine share, or an extra share."""
+
+    name: str  # the share (SMB) and volume (AFP) name
+    dataset: str
+    path: str
+    protocols: list[str]  # "smb", "afp"
+    valid_users: list[str]
+    time_machine: bool
+    user: str | None = None  # the Time Machine share's user
+    tm_size: str | None = None  # the size Time Machine is told (below the quota: headroom)
+    tm_size_mib: int | None = None
+    dk: str | None = None  # its record in the _adisk._tcp advertisement
+    read_only: bool = False
+    comment: str = ""
+
+
+@dataclass(frozen=True)
+class FileState:
+    """A configuration file that must exist on the backup host, rendered from one template.
+
+    ``path`` is where ``opsctl render`` writes it (under the host's folder); each role maps it to
+    the place its distribution reads it from (e.g. ``avahi/services/smb.service`` into
+    ``avahi_services_dir``)."""
+
+    service: str  # zfs | samba | netatalk | avahi
+    template: str  # under templates/
+    path: str
+
+
+@dataclass(frozen=True)
 class BackupState:
     host: str
     pool: PoolState
     datasets: list[DatasetState]
     users: list[AccountState]
+    shares: list[ShareState] = field(default_factory=list)
+    services: list[str] = field(default_factory=list)  # systemd units that must run
+    advertised: list[str] = field(default_factory=list)  # mDNS service types announced
+    files: list[FileState] = field(default_factory=list)
     create_only: list[str] = field(default_factory=lambda: list(CREATE_ONLY))
 
     def dataset(self, name: str) -> DatasetState:
@@ -107,6 +146,14 @@ class BackupState:
 
     def user_dataset(self, user: str) -> DatasetState | None:
         return next((d for d in self.datasets if d.user == user), None)
+
+    def share_users(self, protocol: str) -> list[str]:
+        """Everyone who logs in over ``protocol`` ("smb" or "afp"), sorted: who needs a password."""
+        return sorted({u for s in self.shares if protocol in s.protocols for u in s.valid_users})
+
+    def planned(self, path: str) -> bool:
+        """Whether the configuration file ``path`` (as rendered) is part of this state."""
+        return any(f.path == path for f in self.files)
 
     def referenced(self) -> list[str]:
         """Every dataset the site still declares (what a purge must never destroy)."""
@@ -121,6 +168,8 @@ class BackupState:
             d["mountpoint"] = obj.mountpoint
         data["user_tag"] = USER_TAG
         data["share_mode"] = SHARE_MODE
+        data["smb_users"] = self.share_users("smb")
+        data["afp_users"] = self.share_users("afp")
         return data
 
 
@@ -159,6 +208,7 @@ def backup_state(site: Site) -> BackupState | None:
             datasets.append(DatasetState("/".join([pool.name, *parts[:depth]]), props, "parent"))
     users = {u.name: u for u in b.users}
     accounts = []
+    shares: list[ShareState] = []
     for share in b.time_machine_shares:
         props = {k: _str(v) for k, v in share["properties"].items()}
         props["quota"] = _str(share["quota"])
@@ -167,10 +217,47 @@ def backup_state(site: Site) -> BackupState | None:
                                      mode=SHARE_MODE))
         user = users[share["user"]]
         accounts.append(AccountState(user.name, user.uid, user.full_name or "", share["path"]))
+        shares.append(ShareState(share["name"], share["dataset"], share["path"], list(share["protocols"]),
+                                 [share["user"]], True, user=share["user"], tm_size=share["tm_size"],
+                                 tm_size_mib=share["tm_size_mib"], dk=share["dk"],
+                                 comment=f"Time Machine for {share['user']}"))
     for share in b.other_shares:
         props = {k: _str(v) for k, v in b.dataset_defaults.items()}
         if share["quota"]:
             props["quota"] = _str(share["quota"])
         props["mountpoint"] = share["path"]
         datasets.append(DatasetState(share["dataset"], props, "share", parents=True))
-    return BackupState(host=b.host, pool=pool_state, datasets=datasets, users=accounts)
+        shares.append(ShareState(share["name"], share["dataset"], share["path"], list(share["protocols"]),
+                                 list(share["valid_users"]), False, read_only=share["read_only"],
+                                 comment=share["comment"]))
+    services, advertised, files = _daemons(b, shares)
+    return BackupState(host=b.host, pool=pool_state, datasets=datasets, users=accounts, shares=shares,
+                       services=services, advertised=advertised, files=files)
+
+
+def _daemons(b, shares: list[ShareState]) -> tuple[list[str], list[str], list[FileState]]:
+    """The units that must run, the mDNS types announced and the configuration files, with the one
+    set of conditions (render, the roles, verify and status all read these)."""
+    advertise_afp = b.netatalk.enabled and any("afp" in s.protocols for s in shares if s.time_machine)
+    services, advertised = [], []
+    files = [FileState("zfs", "zfs/plan.sh.j2", "zfs/plan.sh")]
+    if b.samba.enabled:
+        services.append("smbd")
+        files.append(FileState("samba", "samba/smb.conf.j2", "samba/smb.conf"))
+    if b.netatalk.enabled:
+        services.append("netatalk")
+        names = ["afp.conf"] if b.netatalk.version >= 3 else ["AppleVolumes.default", "afpd.conf"]
+        files += [FileState("netatalk", f"netatalk/{n}.j2", f"netatalk/{n}") for n in names]
+        if b.netatalk.version == 2:
+            files.append(FileState("netatalk", "netatalk/netatalk.default.j2", "netatalk/default-netatalk"))
+    if b.avahi.enabled:
+        services.append("avahi-daemon")
+        wanted = [("smb", "_smb._tcp", b.samba.enabled), ("afpd", "_afpovertcp._tcp", advertise_afp),
+                  ("adisk", "_adisk._tcp", any(s.time_machine for s in shares)),
+                  ("device-info", "_device-info._tcp", True)]
+        for name, kind, on in wanted:
+            if on:
+                advertised.append(kind)
+                files.append(FileState("avahi", f"avahi/{name}.service.j2", f"avahi/services/{name}.service"))
+        files.append(FileState("avahi", "avahi/nsswitch-hosts.j2", "avahi/nsswitch.hosts"))
+    return services, advertised, files

@@ -43,8 +43,8 @@ def backup_hosts(site: Site) -> list[str]:
 
 
 def probe_config(site: Site, host: str, *, mdns: bool = True) -> dict:
-    """The probe's input for ``host``: the same ``opsctl.backup`` context the roles get."""
-    return {"host": host, "backup": context_for(site, host)["backup"], "mdns": mdns}
+    """The probe's input for ``host``: the desired state the roles get as ``opsctl.state``."""
+    return {"host": host, "state": context_for(site, host)["state"], "mdns": mdns}
 
 
 def probe_host(site: Site, host: str, *, mdns: bool = True, timeout: float = 180) -> dict:

@@ -209,7 +209,7 @@ def load_notifier(path: str):
 def main(argv: list[str] | None = None) -> int:
     here = os.path.dirname(os.path.abspath(__file__))
     parser = argparse.ArgumentParser(description="probe this backup host, notify alert state changes")
-    parser.add_argument("--config", required=True, help="probe config JSON ({host, backup, mdns, stale_days, ...})")
+    parser.add_argument("--config", required=True, help="probe config JSON ({host, state, mdns, stale_days, ...})")
     parser.add_argument("--state", default="/var/lib/opsctl/alerts.json", help="alert state file")
     parser.add_argument("--notifier", default=os.path.join(here, "notify.py"), help="charlm's notify.py")
     parser.add_argument("--stale-days", type=float, default=None)

@@ -8,11 +8,11 @@ on the host runs the installed copy (``/usr/local/lib/opsctl/probe.py``) through
 
 Input (``--config FILE`` or ``--config-b64 BASE64``), JSON::
 
-    {"host": "backup", "backup": <the host's opsctl.backup context>, "mdns": true}
+    {"host": "backup", "state": <the host's desired state>, "mdns": true}
 
-``backup`` is the ``backup`` part of :func:`opsctl.render.context.context_for` (the same dict
-the roles get as ``opsctl.backup``); only the pool, the Time Machine shares and the service
-switches are read from it.
+``state`` is the backup server's desired state (:mod:`opsctl.state.backup`, the dict the roles get
+as ``opsctl.state``); only the pool's name, the Time Machine shares and the services that must
+run are read from it.
 
 Output: ``{"host", "probed_at", "pool": {...}, "users": [...], "services": {...},
 "mdns": {...}, "errors": [...]}`` (see :func:`collect`). Sizes are bytes, times are Unix
@@ -53,21 +53,14 @@ def run(argv: list[str], timeout: float = 30) -> tuple[int, str, str]:
 
 
 def plan(config: dict) -> dict:
-    """The pool, users and services to look at, from the host's backup context."""
-    backup = config.get("backup") or {}
-    pool = backup.get("pool") or {}
+    """The pool, users and services to look at, from the host's desired state."""
+    state = config.get("state") or {}
     users = [{"user": s["user"], "share": s["name"], "dataset": s["dataset"], "path": s["path"],
-              "protocols": list(s.get("protocols") or [])} for s in backup.get("time_machine_shares") or []]
-    services = []
-    if (backup.get("samba") or {}).get("enabled", True):
-        services.append("smbd")
-    if (backup.get("netatalk") or {}).get("enabled", True):
-        services.append("netatalk")
-    if (backup.get("avahi") or {}).get("enabled", True):
-        services.append("avahi-daemon")
-    return {"host": config.get("host") or os.uname().nodename, "pool": pool.get("name", "tank"),
+              "protocols": list(s.get("protocols") or [])} for s in state.get("shares") or [] if s.get("time_machine")]
+    services = list(state.get("services") or [])
+    return {"host": config.get("host") or os.uname().nodename, "pool": (state.get("pool") or {}).get("name", "tank"),
             "users": users, "services": services,
-            "mdns": bool(config.get("mdns", True)) and (backup.get("avahi") or {}).get("enabled", True)}
+            "mdns": bool(config.get("mdns", True)) and "avahi-daemon" in services}
 
 
 # --------------------------------------------------------------------------- pool
@@ -316,7 +309,7 @@ def read_config(args: argparse.Namespace) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="print the read-only status facts of this backup host as JSON")
-    parser.add_argument("--config", help="JSON config file ({host, backup, mdns})")
+    parser.add_argument("--config", help="JSON config file ({host, state, mdns})")
     parser.add_argument("--config-b64", help="the same JSON, base64-encoded")
     parser.add_argument("--no-mdns", action="store_true", help="skip avahi-browse")
     args = parser.parse_args(argv)

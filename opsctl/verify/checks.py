@@ -87,21 +87,24 @@ def user_dirs(p: Probe, ctx: dict) -> Iterator[Check]:
                       f"mode={oct(f.mode) if f.exists else '-'} owner={f.user if f.exists else '-'}")
 
 
+def _tm_shares(state: dict, protocol: str) -> list[dict]:
+    """The planned Time Machine shares served over ``protocol``."""
+    return [s for s in state["shares"] if s["time_machine"] and protocol in s["protocols"]]
+
+
 # --------------------------------------------------------------------------- Samba
 
 
 def samba(p: Probe, ctx: dict) -> Iterator[Check]:
-    b = ctx["backup"]
-    if not b["samba"]["enabled"]:
+    b, st = ctx["backup"], ctx["state"]
+    if "smbd" not in st["services"]:
         return
     yield p.check("smbd running", p.host.service("smbd").is_running)
     yield samba_version(p)
     out = p.run("testparm -s /etc/samba/smb.conf")
     yield p.check("testparm accepts smb.conf", out.rc == 0 and "Unknown parameter" not in out.stderr,
                   out.stderr.strip().splitlines()[-1] if out.rc else "")
-    for share in b["time_machine_shares"]:
-        if "smb" not in share["protocols"]:
-            continue
+    for share in _tm_shares(st, "smb"):
         password = p.passwords.get(share["user"])
         if password is None:
             yield p.check(f"smb login {share['user']}@{share['name']}", False, "no password known for the user")
@@ -131,17 +134,14 @@ def samba_version(p: Probe) -> Check:
 
 
 def netatalk(p: Probe, ctx: dict) -> Iterator[Check]:
-    b = ctx["backup"]
-    if not b["netatalk"]["enabled"] or not b["advertise_afp"] and not any(
-            "afp" in s["protocols"] for s in b["time_machine_shares"]):
+    b, st = ctx["backup"], ctx["state"]
+    if "netatalk" not in st["services"] or not _tm_shares(st, "afp"):
         return
     port = b["netatalk"]["port"]
     listening = any(p.host.socket(f"tcp://{addr}:{port}").is_listening for addr in ("0.0.0.0", "::"))  # noqa: S104
     yield p.check(f"afpd listening on {port}", listening)
     cleartext = "uams_clrtxt.so" in b["netatalk"]["uams"]
-    for share in b["time_machine_shares"]:
-        if "afp" not in share["protocols"]:
-            continue
+    for share in _tm_shares(st, "afp"):
         password = p.passwords.get(share["user"])
         if not cleartext or (password is not None and len(password) > 8):
             # afparg (netatalk-tests) logs in with "Cleartxt Passwrd" only, which carries at most 8
@@ -170,23 +170,18 @@ def netatalk(p: Probe, ctx: dict) -> Iterator[Check]:
 
 
 def avahi(p: Probe, ctx: dict) -> Iterator[Check]:
-    b = ctx["backup"]
-    if not b["avahi"]["enabled"]:
+    b, st = ctx["backup"], ctx["state"]
+    if "avahi-daemon" not in st["services"]:
         return
     yield p.check("avahi-daemon running", p.host.service("avahi-daemon").is_running)
     out = p.run("avahi-browse -atrpk --terminate")  # -k: raw service types, not "Apple TimeMachine"
     lines = [line.split(";") for line in out.stdout.splitlines() if line.startswith("=")]
     seen = {fields[4]: fields for fields in lines if len(fields) > 4}
-    want = ["_device-info._tcp", "_adisk._tcp"]
-    if b["advertise_smb"]:
-        want.append("_smb._tcp")
-    if b["advertise_afp"]:
-        want.append("_afpovertcp._tcp")
-    for service in want:
+    for service in st["advertised"]:
         yield p.check(f"mDNS advertises {service}", service in seen, "" if service in seen else out.stdout[-300:])
     adisk = seen.get("_adisk._tcp")
     txt = adisk[9] if adisk and len(adisk) > 9 else ""
-    for share in b["time_machine_shares"]:
+    for share in (s for s in st["shares"] if s["time_machine"]):
         entry = f"{share['dk']}=adVN={share['name']},adVF=0x82"
         yield p.check(f"_adisk._tcp has {entry}", entry in txt, txt)
     info = seen.get("_device-info._tcp")

@@ -11,10 +11,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from tools import REPO, require
 
 from opsctl.render.engine import render_host
 from opsctl.spec import load
+from tests.support.ci import require
+from tests.support.paths import REPO
 
 TEMPLATE = REPO / "templates" / "samba" / "smb.conf.j2"
 SITES = {"sandbox": REPO / "inventory" / "sandbox.yml",
@@ -98,8 +99,8 @@ def test_every_setting_has_a_reason_comment():
     """In the global block and each share block, every setting line follows a comment line (its reason)."""
     text = TEMPLATE.read_text()
     start = text.index("# Time Machine and macOS over SMB")
-    block = text[start:text.index("{% for share in b.time_machine_shares")]
-    tm_share = text[text.index("   browseable = yes", text.index("{% for share in b.time_machine_shares")):]
+    block = text[start:text.index("{% for share in st.shares if share.time_machine")]
+    tm_share = text[text.index("   browseable = yes", text.index("{% for share in st.shares if share.time_machine")):]
     tm_share = tm_share[:tm_share.index("{% endfor %}")]
     for part in (block, tm_share.split("\n", 1)[1]):
         lines = [line.strip() for line in part.splitlines() if line.strip()]
