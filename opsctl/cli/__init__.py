@@ -23,7 +23,7 @@ app = typer.Typer(
     help="Set up a lab's Mac backup server (ZFS, Samba, Netatalk, Avahi) and GPU training hosts "
     "from one declarative site file: spec -> render -> provision -> verify -> status.",
     no_args_is_help=True,
-    rich_markup_mode="rich",
+    rich_markup_mode=None,  # help text is shown as written: "[default: smb]" is not a Rich tag
     pretty_exceptions_enable=False,
 )
 

@@ -32,7 +32,7 @@ def _site(path: Path | None, quiet: bool):
 
 
 def _call(fn, *args, **kwargs):
-    from opsctl.sandbox.errors import SandboxError
+    from opsctl.errors import HostUnreachable
     from opsctl.slurm.jobs import SlurmError
     from opsctl.slurm.sweep import SweepError
 
@@ -40,7 +40,7 @@ def _call(fn, *args, **kwargs):
         return fn(*args, **kwargs)
     except SweepError as exc:
         fail(f"--sweep: {exc}", EXIT_BAD_INPUT)
-    except (SlurmError, SandboxError) as exc:
+    except (SlurmError, HostUnreachable) as exc:
         fail(str(exc))
 
 
@@ -88,7 +88,7 @@ def submit(
         print_json({"job_id": job_id, "tasks": len(job["sweep"]) or 1, "job": job})
     else:
         tasks = f" ({len(job['sweep'])} array tasks)" if job["sweep"] else ""
-        err.print(f"submitted job {job_id}{tasks} on {s.slurm.controller}", highlight=False)
+        err.print(f"submitted job {job_id}{tasks} on {s.slurm.controller}", highlight=False, markup=False)
         print(job_id)
 
 
@@ -127,7 +127,7 @@ def cancel(site: SiteOpt = None, job_id: JobId = ..., requeue: Annotated[bool, t
     from opsctl.slurm import jobs
 
     _call(jobs.cancel, _site(site, True), job_id, requeue=requeue)
-    err.print(f"{'requeued' if requeue else 'cancelled'} job {job_id}", highlight=False)
+    err.print(f"{'requeued' if requeue else 'cancelled'} job {job_id}", highlight=False, markup=False)
 
 
 def _fmt(value, digits: int = 4) -> str:
@@ -147,7 +147,7 @@ def results(site: SiteOpt = None, job_id: JobId = ..., as_json: JsonOpt = False)
         return
     if not rows:
         fail(f"no task of job {job_id} has written anything yet")
-    table = Table(title=f"job {job_id}: tasks by test loss (train/test in nats)", box=box.SIMPLE_HEAD,
+    table = Table(title=Text(f"job {job_id}: tasks by test loss (train/test in nats)"), box=box.SIMPLE_HEAD,
                   pad_edge=False)
     table.add_column("task", justify="right", no_wrap=True, min_width=4)
     table.add_column("args", no_wrap=True)

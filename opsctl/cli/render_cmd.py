@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from opsctl.cli.common import EXIT_BAD_INPUT, JsonOpt, SiteOpt, console, fail, load_site, print_json
 from opsctl.cli.spec_cmds import SiteArg, site_path
@@ -30,10 +31,10 @@ def render(
     if as_json:
         print_json([{"host": f.host, "path": str(out / f.host / f.path), "sha256": f.sha256} for f in files])
         return
-    table = Table(title=f"rendered into {out}/")
+    table = Table(title=Text(f"rendered into {out}/"))
     table.add_column("host")
     table.add_column("file")
     table.add_column("bytes", justify="right")
     for f in files:
-        table.add_row(f.host, f.path, str(len(f.content)))
+        table.add_row(Text(f.host), Text(str(f.path)), str(len(f.content)))
     console.print(table)

@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
-from opsctl.cli.common import EXIT_BAD_INPUT, JsonOpt, SiteOpt, console, fail, load_site, print_json
+from opsctl.cli.common import EXIT_BAD_INPUT, JsonOpt, SiteOpt, console, fail, load_site, print_json, styled
 from opsctl.spec import DEFAULT_SITE
 from opsctl.spec.models import Site
 
@@ -25,7 +25,7 @@ def init(
     if path.exists() and not force:
         fail(f"{path} exists; pass --force to overwrite it", EXIT_BAD_INPUT)
     shutil.copyfile(DEFAULT_SITE, path)
-    console.print(f"wrote {escape(str(path))}; edit it, then run [bold]opsctl validate {escape(str(path))}[/]")
+    console.print(styled(f"wrote {path}; edit it, then run ", (f"opsctl validate {path}", "bold")), highlight=False)
 
 
 #: The site file as an optional positional argument (``opsctl validate site.yml``), same as --site.
@@ -50,18 +50,18 @@ def validate(site_file: SiteArg = None, site: SiteOpt = None, as_json: JsonOpt =
         print_json({"valid": True, "path": str(loaded.path), "warnings": loaded.warnings,
                     "hosts": {h.name: s.roles_of(h.name) for h in s.hosts}})
         return
-    table = Table(title=f"site {s.site} ({loaded.path})")
+    table = Table(title=Text(f"site {s.site} ({loaded.path})"))
     table.add_column("host")
     table.add_column("connection")
     table.add_column("roles")
     for host in s.hosts:
         conn = f"sandbox {host.sandbox}" if host.sandbox else host.connection
-        table.add_row(host.name, conn, ", ".join(s.roles_of(host.name)) or "-")
+        table.add_row(Text(host.name), Text(conn), Text(", ".join(s.roles_of(host.name)) or "-"))
     console.print(table)
     if s.backup:
-        console.print(f"backup: pool [bold]{s.backup.pool.name}[/] ({len(s.backup.pool.vdevs)} vdev(s)), "
-                      f"{len(s.backup.users)} user(s), {len(s.backup.shares)} extra share(s)")
-    console.print("[green]valid[/]")
+        console.print(styled("backup: pool ", (s.backup.pool.name, "bold"), f" ({len(s.backup.pool.vdevs)} vdev(s)), "
+                             f"{len(s.backup.users)} user(s), {len(s.backup.shares)} extra share(s)"), highlight=False)
+    console.print(styled(("valid", "green")), highlight=False)
 
 
 def schema() -> None:

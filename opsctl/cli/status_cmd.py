@@ -18,7 +18,7 @@ from rich.table import Table
 from rich.text import Text
 
 from opsctl.cli.common import EXIT_BAD_INPUT, JsonOpt, SiteOpt, console, err, fail, load_site, print_json, styled
-from opsctl.status import human_size
+from opsctl.sizes import human_size
 
 
 def _ago(ts: float | None, now: float) -> str:

@@ -11,7 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from opsctl.cli.common import EXIT_BAD_INPUT, JsonOpt, SiteOpt, console, err, fail, load_site, print_json
-from opsctl.sandbox.errors import SandboxError
+from opsctl.errors import HostUnreachable
 
 
 def train(
@@ -58,7 +58,7 @@ def train(
                 fail(f"{exc}; fix the data dir {t.data_dir} on {t.host} (or the names file) and run again")
         result = run_job(s, ["--resume"] if resume else [], on_line=None if as_json else
                          (lambda line: err.print(line, highlight=False, markup=False, soft_wrap=True)))
-    except SandboxError as exc:
+    except HostUnreachable as exc:
         fail(str(exc))
     if as_json:
         print_json({"rc": result.rc, "out_dir": result.out_dir, "report": result.report})

@@ -7,14 +7,15 @@ Bad input exits 2 with "nothing was applied"; a failed apply exits 1.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from typing import Annotated
 
 import typer
-from rich.live import Live
 
 from opsctl.cli.common import EXIT_BAD_INPUT, JsonOpt, SiteOpt, console, err, fail, load_site, print_json, styled
-from opsctl.sandbox.errors import SandboxError
+from opsctl.cli.output import live_progress, print_run_summary
+from opsctl.errors import HostUnreachable
 from opsctl.spec.loader import SpecError
 
 app = typer.Typer(help="Add, resize and remove Time Machine users on the backup server.", no_args_is_help=True)
@@ -43,27 +44,21 @@ def _plan(fn, *args):
 
 def _apply(plan, *, as_json: bool, secret_vars: dict | None = None, extra_vars: dict | None = None):
     from opsctl.apply.runner import Interrupted
-    from opsctl.cli.provision_cmd import Progress, _summary
     from opsctl.users import apply_change
 
     try:
-        if as_json:
-            summary = apply_change(plan, secret_vars=secret_vars, extra_vars=extra_vars)
-        else:
-            progress = Progress([plan.host])
-            with Live(progress, console=err, refresh_per_second=4, transient=True):
-                summary = apply_change(plan, secret_vars=secret_vars, extra_vars=extra_vars,
-                                       on_event=progress.event)
+        with contextlib.nullcontext(None) if as_json else live_progress([plan.host], transient=True) as on_event:
+            summary = apply_change(plan, secret_vars=secret_vars, extra_vars=extra_vars, on_event=on_event)
     except SpecError as exc:
         _bad(exc.problems)
-    except SandboxError as exc:
+    except HostUnreachable as exc:
         fail(f"{exc}; the site file {plan.doc.path} was updated, the host was not: start it and run "
              f"`opsctl provision --limit {plan.host}`")
     except Interrupted as exc:
         fail(f"interrupted ({exc.signal_name}): the site file {plan.doc.path} was updated, applying it was stopped; "
              f"run `opsctl provision --limit {plan.host}`, it converges", 130 if exc.signal_name == "SIGINT" else 143)
     if not as_json:
-        _summary(summary)
+        print_run_summary(summary)
     if summary.failed:
         if as_json:
             print_json({"ok": False, "action": plan.action, "user": plan.user, "failures": summary.failures})
@@ -129,7 +124,7 @@ def add(
 
             try:
                 set_system_password(plan.after, name, secrets["samba_passwords"][name])
-            except (UserError, SandboxError) as exc:
+            except (UserError, HostUnreachable) as exc:
                 fail(f"{exc}; the user was added but cannot log in over AFP yet")
     lines = onboarding(plan.after, name)
     if as_json:
@@ -162,7 +157,7 @@ def set_quota(
             used = check_quota_not_below_usage(loaded.site, name, quota)
         except UserError as exc:
             _bad(str(exc)) if exc.bad_input else fail(f"{exc}; nothing was applied")
-        except SandboxError as exc:
+        except HostUnreachable as exc:
             fail(f"{exc}; cannot read the current usage, nothing was applied")
         _apply(plan, as_json=as_json)
     else:
@@ -240,7 +235,7 @@ def remove(
             result["purged"] = True if purge_dataset(after, name)["destroyed"] else "dataset did not exist"
         except UserError as exc:
             _bad(str(exc)) if exc.bad_input else fail(str(exc))
-        except SandboxError as exc:
+        except HostUnreachable as exc:
             fail(str(exc))
     if as_json:
         print_json(result)

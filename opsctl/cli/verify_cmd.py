@@ -9,7 +9,7 @@ from rich.table import Table
 from rich.text import Text
 
 from opsctl.cli.common import EXIT_BAD_INPUT, JsonOpt, SiteOpt, console, err, fail, load_site, print_json, styled
-from opsctl.sandbox.errors import SandboxError
+from opsctl.errors import HostUnreachable
 
 
 def verify(
@@ -37,7 +37,7 @@ def verify(
 
     try:
         results = verify_site(loaded.site, limit, passwords, on_check=show)
-    except SandboxError as exc:
+    except HostUnreachable as exc:
         fail(str(exc))
     failed = [r for r in results if not r.ok]
     if as_json:
