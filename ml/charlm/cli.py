@@ -58,6 +58,12 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--activation", choices=["tanh", "gelu"], help="hidden nonlinearity (mlp)")
     m.add_argument("--batchnorm", action="store_true", default=None, help="BatchNorm after each hidden Linear (mlp)")
     m.add_argument("--smoothing", type=float, help="add-k smoothing (bigram)")
+    m.add_argument(
+        "--tie-weights",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="transformer: share the token embedding and output matrices",
+    )
     o.add_argument(
         "--batching",
         choices=["mixed", "bucket"],
@@ -145,6 +151,7 @@ def cmd_train(args) -> int:
         activation=args.activation,
         batchnorm=args.batchnorm,
         smoothing=args.smoothing,
+        tie_weights=args.tie_weights,
         max_len=args.max_len,
         batching=args.batching,
         val_size=args.val_size,

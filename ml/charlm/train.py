@@ -55,7 +55,7 @@ MODEL_OPTIONS = {
     "bigram": ("smoothing",),
     "nbigram": (),
     "mlp": ("context", "n_embd", "n_hidden", "n_layer", "activation", "batchnorm", "dropout"),
-    "transformer": ("block_size", "n_embd", "n_layer", "n_head", "dropout"),
+    "transformer": ("block_size", "n_embd", "n_layer", "n_head", "dropout", "tie_weights"),
 }
 
 
@@ -85,6 +85,7 @@ class TrainConfig:
     activation: str | None = None
     batchnorm: bool | None = None
     smoothing: float | None = None
+    tie_weights: bool | None = None  # transformer: one matrix for the token embedding and the output layer
     # data
     max_len: int = 64
     val_size: int = 0
@@ -242,6 +243,7 @@ def _model_kwargs(cfg: TrainConfig, names: list[str], say) -> dict:
             "batchnorm",
             "smoothing",
             "dropout",
+            "tie_weights",
         )
         if getattr(cfg, k) is not None and k not in MODEL_OPTIONS[cfg.model]
     ]
@@ -310,6 +312,7 @@ class Job:
     autocast: object
     base_record: dict
     total_steps: int | None = None  # None: the run ends with --time-budget
+    t_cpu: float = field(default_factory=time.process_time)  # CPU time at the start (the machine may be shared)
 
 
 @dataclass
@@ -647,6 +650,7 @@ def write_report(job: Job, state: TrainState, status: str) -> dict:
         "tokens_per_s": state.tokens_total / state.train_time if state.train_time > 0 else None,
         "train_time_s": state.train_time,
         "wall_time_s": time.time() - job.t_job,
+        "cpu_time_s": time.process_time() - job.t_cpu,  # all threads; far below wall time on a busy machine
         "paths": {k: os.path.abspath(v) for k, v in paths.items()},
         "config": {k: v for k, v in asdict(cfg).items() if k != "extra"},
     }

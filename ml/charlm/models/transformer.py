@@ -104,18 +104,24 @@ class Transformer(nn.Module):
         n_layer: int = 4,
         n_head: int = 4,
         dropout: float = 0.0,
+        tie_weights: bool = False,
     ):
         super().__init__()
         self.vocab_size = vocab_size
         self.block_size = block_size
         self.context = block_size
         self._config = dict(block_size=block_size, n_embd=n_embd, n_layer=n_layer, n_head=n_head, dropout=dropout)
+        if tie_weights:  # only when set, so checkpoints of untied models keep their exact config
+            self._config["tie_weights"] = True
         self.wte = nn.Embedding(vocab_size, n_embd)
         self.wpe = nn.Embedding(block_size, n_embd)
         self.drop = nn.Dropout(dropout)
         self.blocks = nn.ModuleList([Block(n_embd, n_head, block_size, dropout) for _ in range(n_layer)])
         self.ln_f = nn.LayerNorm(n_embd)
         self.lm_head = nn.Linear(n_embd, vocab_size, bias=False)
+        if tie_weights:  # one (V, C) matrix embeds the tokens and scores them (Press & Wolf 2017),
+            # initialised as the output layer: N(0, 1) embeddings would start with huge logits
+            self.wte.weight = self.lm_head.weight
         # PyTorch's default initialisation, as in makemore: with this tiny model it learns
         # markedly faster per step than GPT-2's N(0, 0.02) (measured on names.txt)
 
