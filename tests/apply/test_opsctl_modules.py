@@ -16,7 +16,8 @@ import subprocess
 import sys
 
 import pytest
-from tools import REPO
+
+from tests.support.paths import REPO
 
 LIBRARY = REPO / "library"
 

@@ -11,9 +11,9 @@ import textwrap
 import time
 
 import pytest
-from tools import need
 
 from opsctl.spec.models import Site
+from tests.support.ci import need
 
 PLAYBOOK = textwrap.dedent("""\
     - name: Local play

@@ -27,10 +27,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from support.vm import alias_vm, reset_vm
-from tools import need
 
 from opsctl.spec import load
+from tests.support.ci import need
+from tests.support.vm import alias_vm, reset_vm
 
 HERE = Path(__file__).resolve().parent
 SITE = HERE / "fruit_site.yml"

@@ -11,9 +11,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from tools import REPO
 
 from opsctl.verify import samba_version as sv
+from tests.support.paths import REPO
 
 BROKEN = [
     "Version 4.22.0",

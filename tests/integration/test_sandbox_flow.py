@@ -17,8 +17,10 @@ import sys
 import time
 
 import pytest
-from support.vm import alias_vm, reset_vm
-from tools import IN_CI, NAMES, REPO
+
+from tests.support.ci import need
+from tests.support.paths import NAMES, REPO
+from tests.support.vm import alias_vm, reset_vm
 
 pytestmark = [pytest.mark.vm, pytest.mark.docker]
 
@@ -42,7 +44,7 @@ def sandbox(session_vm, tmp_path_factory):
     from opsctl.sandbox.containers import stop_host
 
     if not NAMES.exists():
-        pytest.fail(f"names file {NAMES} missing") if IN_CI else pytest.skip(f"{NAMES} missing")
+        need(f"names file {NAMES} missing")
     site = tmp_path_factory.mktemp("itest") / "site.yml"
     site.write_text(RENAMED)
     os.environ["_ITEST_SITE"] = str(site)

@@ -1,8 +1,8 @@
 """Fixtures for the charlm (ML core) tests.
 
-The shared names dataset is found via $CHARLM_NAMES, else ../shared/data/names.txt next to
-the repository; tests that need it are skipped when it is absent. Other tests generate
-small data sets of their own.
+The shared names dataset is ``tests.support.paths.NAMES`` ($CHARLM_NAMES, else
+../shared/data/names.txt next to the repository); tests that need it skip when it is absent (fail
+under CI=true). Other tests generate small data sets of their own.
 """
 
 from __future__ import annotations
@@ -11,24 +11,18 @@ import os
 import random
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-NAMES_CANDIDATES = [
-    os.environ.get("CHARLM_NAMES", ""),
-    str(REPO.parent / "shared" / "data" / "names.txt"),
-    "/work/shared/data/names.txt",
-]
+from tests.support.ci import need
+from tests.support.paths import NAMES, REPO
 
 
 @pytest.fixture(scope="session")
 def names_path() -> str:
-    for p in NAMES_CANDIDATES:
-        if p and os.path.isfile(p):
-            return p
-    pytest.skip("names.txt not found (set CHARLM_NAMES)")
+    if not NAMES.is_file():
+        need(f"the names file {NAMES} is missing (set CHARLM_NAMES)")
+    return str(NAMES)
 
 
 def synthetic_names(n: int, seed: int = 0) -> list[str]:

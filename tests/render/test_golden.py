@@ -9,10 +9,10 @@ from __future__ import annotations
 import os
 
 import pytest
-from tools import REPO
 
 from opsctl.render import render_site
 from opsctl.spec import load
+from tests.support.paths import REPO
 
 GOLDEN = REPO / "tests" / "golden"
 SITES = {"sandbox": REPO / "inventory" / "sandbox.yml", "full": REPO / "tests" / "data" / "full_site.yml"}

@@ -21,7 +21,6 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from tools import REPO, avahi_dtd_dir, require
 
 from opsctl import TEMPLATES
 from opsctl.apply.inventory import Unsafe, build_inventory, inventory_yaml, unsafe, write_inventory
@@ -30,6 +29,8 @@ from opsctl.render import render_host
 from opsctl.render.filters import confval, confword
 from opsctl.spec import SpecError, parse
 from opsctl.spec.types import RESERVED_SHARES, RESERVED_USER_PREFIXES, RESERVED_USERS
+from tests.support.ci import require
+from tests.support.paths import REPO, avahi_dtd_dir
 
 ANSIBLE_PLAYBOOK = Path(sys.executable).parent / "ansible-playbook"
 

@@ -13,12 +13,12 @@ import xml.etree.ElementTree as ET
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from tools import REPO
 
 from opsctl.render import render_host
 from opsctl.render.filters import confval, shjoin, shquote, xmlescape
 from opsctl.spec import SpecError, parse
 from opsctl.spec.types import check_data_root, check_posix_user
+from tests.support.paths import REPO
 
 BASE = (REPO / "inventory" / "sandbox.yml").read_text()
 nasty = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), min_size=0, max_size=40) | \

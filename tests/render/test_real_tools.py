@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from tools import REPO, avahi_dtd_dir, require
 
 from opsctl.render import render_site
 from opsctl.spec import parse
+from tests.support.ci import require
+from tests.support.paths import REPO, avahi_dtd_dir
 
 SITES = {
     "sandbox": (REPO / "inventory" / "sandbox.yml").read_text(),

@@ -26,10 +26,10 @@ import yaml
 from opsctl.render.context import context_for
 from opsctl.spec.loader import DEFAULT_SITE
 from opsctl.spec.models import Site
+from tests.support.ci import need
+from tests.support.paths import REPO
 
-REPO = Path(__file__).resolve().parents[2]
 ROLES = REPO / "roles"
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 #: Passwords used by the role tests (never real ones).
 TEST_PASSWORDS = {"alice": "alice-Secret-1", "bob": "bob-Secret-2"}
 
@@ -37,13 +37,6 @@ _RECAP = re.compile(
     r"^(?P<host>\S+)\s*:\s*ok=(?P<ok>\d+)\s+changed=(?P<changed>\d+)\s+unreachable=(?P<unreachable>\d+)\s+"
     r"failed=(?P<failed>\d+)\s+skipped=(?P<skipped>\d+)\s+rescued=(?P<rescued>\d+)\s+ignored=(?P<ignored>\d+)",
     re.M)
-
-
-def cannot_run(reason: str) -> None:
-    """Skip (or in CI fail) a test whose sandbox cannot run on this machine."""
-    if IN_CI:
-        pytest.fail(f"role test cannot run in CI: {reason}", pytrace=False)
-    pytest.skip(reason)
 
 
 def sandbox_site_data() -> dict:
@@ -112,7 +105,7 @@ def run_playbook(playbook: Path, inventory: Path, *, extra_vars: dict | None = N
                  diff: bool = False, timeout: float = 1200, log: Path | None = None) -> Run:
     """Run ``ansible-playbook`` from the repo root (so ansible.cfg's roles/filter paths apply)."""
     if shutil.which("ansible-playbook") is None:
-        cannot_run("ansible-playbook is not installed (pip install ansible)")
+        need("ansible-playbook is not installed (pip install ansible)")
     argv = ["ansible-playbook", "-i", str(inventory), str(playbook)]
     if extra_vars:
         import json
@@ -160,7 +153,7 @@ def docker_ready():
 
         return ensure_docker()
     except Exception as exc:  # noqa: BLE001 - any failure means: no sandbox here
-        cannot_run(f"no Docker engine: {exc}")
+        need(f"no Docker engine: {exc}")
 
 
 def start_container(name: str, kind: str, **kw):
@@ -172,7 +165,7 @@ def start_container(name: str, kind: str, **kw):
     try:
         container = start_host(name, kind, client=client, **kw)
     except Exception as exc:  # noqa: BLE001
-        cannot_run(f"cannot start the {kind} sandbox container: {exc}")
+        need(f"cannot start the {kind} sandbox container: {exc}")
     status = wait_running(container, timeout=240)
     print(f"opsctl-{name}: {status.state} after {status.seconds:.1f}s; failed units {status.failed_units}")
     return container

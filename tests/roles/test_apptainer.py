@@ -7,7 +7,8 @@ that says what to set; with a tool already on the PATH it must install nothing.
 from __future__ import annotations
 
 import pytest
-from _roletest import (
+
+from tests.roles._roletest import (
     container_fixture,
     container_inventory,
     make_site,

@@ -5,7 +5,9 @@ from __future__ import annotations
 import shlex
 
 import pytest
-from _roletest import (
+
+from opsctl.render.engine import render_host
+from tests.roles._roletest import (
     container_fixture,
     container_inventory,
     converge_twice,
@@ -15,8 +17,6 @@ from _roletest import (
     run_playbook,
     sandbox_site_data,
 )
-
-from opsctl.render.engine import render_host
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 import testinfra
-from _roletest import (
-    cannot_run,
+
+from tests.roles._roletest import (
     container_fixture,
     container_inventory,
     converge_twice,
@@ -22,6 +22,7 @@ from _roletest import (
     molecule_playbook,
     run_playbook,
 )
+from tests.support.ci import need
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -33,7 +34,7 @@ SOCKET = "/var/run/docker.sock"
 def docker_mounts() -> dict:
     cli = shutil.which("docker")
     if cli is None:
-        cannot_run("no docker CLI on this machine to mount into the trainer container")
+        need("no docker CLI on this machine to mount into the trainer container")
     return {SOCKET: {"bind": SOCKET, "mode": "rw"},
             str(Path(cli).resolve()): {"bind": "/usr/local/bin/docker", "mode": "ro"}}
 container = container_fixture(NAME, "trainer", volumes=docker_mounts())
@@ -115,7 +116,7 @@ def _job_image(client) -> tuple[str, bool]:
     for tag in tags:
         if tag.startswith("opsctl/sandbox-slurm-bookworm:"):
             return tag, False
-    cannot_run("no job image (opsctl/charlm) and no Slurm sandbox image to run the job container from")
+    need("no job image (opsctl/charlm) and no Slurm sandbox image to run the job container from")
 
 
 def _rendered_docker_run(tmp_path, image: str) -> list[str]:
@@ -123,10 +124,9 @@ def _rendered_docker_run(tmp_path, image: str) -> list[str]:
     checkpoint folders in tmp_path, a tiny MLP job), as an argv."""
     import shlex
 
-    from tools import NAMES, REPO
-
     from opsctl.render.engine import render_host
     from opsctl.spec import load
+    from tests.support.paths import NAMES, REPO
 
     site = load(REPO / "inventory" / "sandbox.yml").site
     t = site.training
@@ -180,9 +180,8 @@ def test_training_runs_in_the_hardened_container(tmp_path):
     import json
     import subprocess
 
-    from tools import REPO
-
     from opsctl.sandbox.engine import ensure_docker
+    from tests.support.paths import REPO
 
     image, has_charlm = _job_image(ensure_docker())
     argv = _rendered_docker_run(tmp_path, image)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from _roletest import (
+
+from opsctl.render.engine import render_host
+from tests.roles._roletest import (
     TEST_PASSWORDS,
     container_fixture,
     converged_fixture,
@@ -11,8 +13,6 @@ from _roletest import (
     molecule_playbook,
     run_playbook,
 )
-
-from opsctl.render.engine import render_host
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 

@@ -8,7 +8,9 @@ file and the ML source are in place, and the job's docker-run script reaches the
 from __future__ import annotations
 
 import pytest
-from _roletest import (
+
+from opsctl.render.engine import render_host
+from tests.roles._roletest import (
     REPO,
     container_fixture,
     container_inventory,
@@ -16,9 +18,7 @@ from _roletest import (
     host_fixture,
     make_site,
 )
-from test_docker import docker_mounts
-
-from opsctl.render.engine import render_host
+from tests.roles.test_docker import docker_mounts
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 

@@ -16,7 +16,8 @@ from __future__ import annotations
 import subprocess
 
 import pytest
-from _roletest import (
+
+from tests.roles._roletest import (
     converge_twice,
     make_site,
     molecule_playbook,
@@ -24,7 +25,7 @@ from _roletest import (
     sandbox_site_data,
     write_inventory,
 )
-from support.vm import reset_vm
+from tests.support.vm import reset_vm
 
 pytestmark = [pytest.mark.vm, pytest.mark.slow]
 

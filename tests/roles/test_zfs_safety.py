@@ -24,11 +24,11 @@ import sys
 
 import pytest
 import yaml
-from _roletest import make_site, molecule_playbook, run_playbook, sandbox_site_data, write_inventory
-from support.vm import alias_vm, reset_vm
 
 from opsctl.render.context import context_for
 from opsctl.spec.types import parse_size
+from tests.roles._roletest import make_site, molecule_playbook, run_playbook, sandbox_site_data, write_inventory
+from tests.support.vm import alias_vm, reset_vm
 
 pytestmark = [pytest.mark.vm, pytest.mark.slow]
 

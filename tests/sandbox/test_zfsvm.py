@@ -16,21 +16,15 @@ import time
 from pathlib import Path
 
 import pytest
-from support.vm import DISKS, SESSION_VM, reset_vm
 
 from opsctl.sandbox import zfsvm
 from opsctl.sandbox.errors import SandboxError
+from tests.support.ci import need
+from tests.support.vm import DISKS, SESSION_VM, reset_vm
 
 STOP_VM = "pytest-zfsvm-stop"
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 BOOT_TOOLS = ("qemu-system-x86_64", "qemu-img", "ssh")
 BUILD_TOOLS = ("ssh-keygen", "debootstrap", "mkfs.ext4", "unshare")
-
-
-def _cannot_run(reason: str) -> None:
-    if IN_CI:
-        pytest.fail(f"the ZFS VM cannot run in CI: {reason}", pytrace=False)
-    pytest.skip(reason)
 
 
 @pytest.fixture(scope="module")
@@ -38,10 +32,10 @@ def image() -> Path:
     built = all((zfsvm.image_dir() / f).is_file() for f in zfsvm.IMAGE_FILES)
     missing = [t for t in BOOT_TOOLS + (() if built else BUILD_TOOLS) if shutil.which(t) is None]
     if missing:
-        _cannot_run(f"missing host tools {missing}: apt-get install -y debootstrap qemu-system-x86 "
-                    "qemu-utils e2fsprogs openssh-client")
+        need(f"missing host tools {missing}: apt-get install -y debootstrap qemu-system-x86 "
+             "qemu-utils e2fsprogs openssh-client")
     if not built and os.geteuid() != 0:
-        _cannot_run("building the ZFS VM image needs root")
+        need("building the ZFS VM image needs root")
     return zfsvm.ensure_vm_image(progress=print)
 
 

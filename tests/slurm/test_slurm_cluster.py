@@ -25,11 +25,12 @@ import re
 import time
 
 import pytest
-from tools import NAMES, REPO, need
 from typer.testing import CliRunner
 
 from opsctl.slurm import jobs
 from opsctl.spec import load
+from tests.support.ci import need
+from tests.support.paths import NAMES, REPO
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 

@@ -7,13 +7,14 @@ import re
 import subprocess
 
 import pytest
-from tools import REPO, require
 from typer.testing import CliRunner
 
 from opsctl.cli import app
 from opsctl.render.engine import environment, render_host
 from opsctl.slurm import jobs, sweep
 from opsctl.spec import load
+from tests.support.ci import require
+from tests.support.paths import REPO
 
 SITE = REPO / "tests" / "slurm" / "site.yml"
 FULL = REPO / "tests" / "data" / "full_site.yml"

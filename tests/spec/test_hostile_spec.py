@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 import yaml
 from pydantic import TypeAdapter, ValidationError
-from tools import REPO
 
 from opsctl.spec import SpecError, parse
 from opsctl.spec.types import MAX_SIZE, DataRoot, parse_size
+from tests.support.paths import REPO
 
 SANDBOX = (REPO / "inventory" / "sandbox.yml").read_text()
 FULL = (REPO / "tests" / "data" / "full_site.yml").read_text()

@@ -30,7 +30,8 @@ import time
 from pathlib import Path
 
 import pytest
-from tools import need
+
+from tests.support.ci import need
 
 SESSION_VM = "pytest-backup"
 #: Data disks of the session VM: 0 and 1 make the sandbox sites' mirror, 2 is spare for tests.

@@ -3,7 +3,7 @@ are printed literally (never as Rich markup, never as HTML), a ``[/]`` cannot cr
 exit code is the one the situation calls for.
 
 The backup host is this machine (``connection: local``) with the fake zpool/zfs/systemctl/avahi-browse
-of ``_opsdata`` on PATH, so ``opsctl status`` runs the real probe through the real connection.
+of ``tests.support.opsdata`` on PATH, so ``opsctl status`` runs the real probe through the real connection.
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ import textwrap
 
 import pytest
 import yaml
-from _opsdata import write_tool
 from typer.testing import CliRunner
 
 from opsctl.cli import app
+from tests.support.opsdata import write_tool
 
 #: Issue #10's reproductions: styled text that would hide the real name, and a tag that crashed Rich.
 STYLED = "[bold red]x.sparsebundle"
@@ -104,9 +104,8 @@ def test_status_json_keeps_names_verbatim(hostile_host):
 
 def test_html_page_escapes_every_value_from_the_probe():
     """Every value the host reports is data: names, states and numbers cannot inject markup or CSS."""
-    from _opsdata import sample_facts
-
     from opsctl.status import html
+    from tests.support.opsdata import sample_facts
 
     evil = '"><script>x()</script>'
     facts = sample_facts()

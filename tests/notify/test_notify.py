@@ -5,9 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from _webhook import Webhook
-
 from opsctl import notify
+from tests.support.webhook import Webhook
 
 
 def test_importing_opsctl_notify_never_imports_torch():

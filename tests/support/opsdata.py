@@ -1,16 +1,15 @@
 # ruff: noqa: E501 (canned command output is kept verbatim)
-"""Helpers of the day-2 tests (tests/ops): fake host tools for the probe, sample facts, the test site."""
+"""Helpers of the day-2 tests (status, users, cli): fake host tools for the probe, sample facts, the test site."""
 
 from __future__ import annotations
 
-import sys
 import textwrap
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tests.support.paths import DATA
 
-HERE = Path(__file__).resolve().parent
-OPS_SITE = HERE / "ops_site.yml"
+#: Site of the day-2 tests: only the sandbox backup VM, named ``opsbackup``.
+OPS_SITE = DATA / "ops_site.yml"
 
 ZPOOL_STATUS = textwrap.dedent("""\
       pool: tank
@@ -84,16 +83,16 @@ def make_fake_host(tmp_path, monkeypatch):
         monkeypatch.setenv("PATH", f"{bindir}:/usr/bin:/bin")
         for user in ("alice", "bob"):
             (root / user).mkdir(parents=True, exist_ok=True)
-        return {"host": "backup", "mdns": True, "backup": {
+        return {"host": "backup", "mdns": True, "state": {
             "pool": {"name": "tank"},
-            "samba": {"enabled": True}, "netatalk": {"enabled": True}, "avahi": {"enabled": True},
-            "time_machine_shares": [
+            "services": ["smbd", "netatalk", "avahi-daemon"],
+            "shares": [
                 {"user": "alice", "name": "alice", "dataset": "tank/timemachine/alice", "path": str(root / "alice"),
-                 "protocols": ["smb", "afp"]},
+                 "protocols": ["smb", "afp"], "time_machine": True},
                 {"user": "bob", "name": "bob", "dataset": "tank/timemachine/bob", "path": str(root / "bob"),
-                 "protocols": ["smb"]},
+                 "protocols": ["smb"], "time_machine": True},
                 {"user": "carol", "name": "carol", "dataset": "tank/timemachine/carol",
-                 "path": str(root / "carol"), "protocols": ["smb"]},
+                 "path": str(root / "carol"), "protocols": ["smb"], "time_machine": True},
             ]}}
 
     make.root = root

@@ -12,11 +12,11 @@ import subprocess
 import sys
 
 import pytest
-from _opsdata import sample_facts
-from _webhook import Webhook
 
 from opsctl.notify import NOTIFIER_FILE
 from opsctl.status import ALERTS_FILE, PROBE_FILE, alerts
+from tests.support.opsdata import sample_facts
+from tests.support.webhook import Webhook
 
 NOW = 1_800_000_000.0
 

@@ -1,7 +1,7 @@
 """Day-2 operations end to end on the sandbox's qemu OpenZFS VM (real ZFS, Samba, Netatalk, Avahi).
 
 The session VM (tests/support/vm.py), reset for this module and reached as ``opsbackup`` (the host of
-tests/ops/ops_site.yml), provisioned once with the backup playbook (which includes the monitor role). Then, in
+tests/data/ops_site.yml), provisioned once with the backup playbook (which includes the monitor role). Then, in
 order: add a user, write a fake sparsebundle as that user over SMB, see it in ``opsctl status``, push the user
 above 90 % of the quota with ``set-quota`` and get exactly one webhook alert, run the host's monitor
 timer once, remove the user (data kept), and purge (refused without the typed dataset name).
@@ -21,12 +21,12 @@ import sys
 import time
 
 import pytest
-from _opsdata import OPS_SITE
-from _webhook import Webhook
-from support.vm import alias_vm, reset_vm
 
 from opsctl.connections import connection_for
 from opsctl.spec import load
+from tests.support.opsdata import OPS_SITE
+from tests.support.vm import alias_vm, reset_vm
+from tests.support.webhook import Webhook
 
 pytestmark = [pytest.mark.vm, pytest.mark.slow, pytest.mark.timeout(3600)]
 

@@ -11,10 +11,10 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from _opsdata import sample_facts
-from tools import require
 
 from opsctl.status import html, prometheus
+from tests.support.ci import require
+from tests.support.opsdata import sample_facts
 
 NOW = 1_800_000_000.0
 _SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)\{((?:[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\]|\\.)*",?)*)\} (\S+)$')

@@ -24,12 +24,12 @@ from pathlib import Path
 
 import pytest
 import yaml
-from tools import REPO
 from typer.testing import CliRunner
 
 from opsctl.cli import app
 from opsctl.connections import HostKeyError, connection_for, known_hosts_file
 from opsctl.spec.loader import load
+from tests.support.paths import REPO
 
 SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
 pytestmark = pytest.mark.skipif(not os.path.exists(SSHD), reason="needs openssh-server (scripts/install.sh)")

@@ -7,12 +7,12 @@ from __future__ import annotations
 import json
 
 import pytest
-from _opsdata import OPS_SITE
-from _webhook import Webhook
-from tools import REPO
 from typer.testing import CliRunner
 
 from opsctl.cli import app
+from tests.support.opsdata import OPS_SITE
+from tests.support.paths import REPO
+from tests.support.webhook import Webhook
 
 FULL = REPO / "tests" / "data" / "full_site.yml"
 

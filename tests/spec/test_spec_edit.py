@@ -9,10 +9,10 @@ import stat
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from tools import REPO
 
 from opsctl.spec import SpecError, load
 from opsctl.spec.edit import SpecDocument, atomic_write
+from tests.support.paths import REPO
 
 SANDBOX = (REPO / "inventory" / "sandbox.yml").read_text()
 FULL = (REPO / "tests" / "data" / "full_site.yml").read_text()

@@ -1,34 +1,17 @@
-"""Helpers for tests that use real tools (testparm, xmllint, shellcheck, docker, qemu).
-
-A missing tool is a skip on a developer machine but a failure in CI (``CI=true``):
-CI installs everything through ``scripts/test.sh``, so a missing tool there is a bug.
-"""
+"""Where the tests find the repository, their data files and the shared names file."""
 
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
-
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-REPO = Path(__file__).resolve().parent.parent
-NAMES = Path(os.environ.get("OPSCTL_NAMES", REPO.parent / "shared" / "data" / "names.txt"))
-
-
-def need(reason: str) -> None:
-    if IN_CI:
-        pytest.fail(f"required in CI: {reason}")
-    pytest.skip(reason)
-
-
-def require(tool: str) -> str:
-    path = shutil.which(tool)
-    if not path:
-        need(f"{tool} is not installed (scripts/test.sh installs it)")
-    return path
+REPO = Path(__file__).resolve().parents[2]
+#: Site files and other inputs shared by several test packages.
+DATA = REPO / "tests" / "data"
+#: The shared names dataset (charlm's training data): ``$CHARLM_NAMES``, else ``../shared/data/names.txt``
+#: next to the repository. Tests that need it call ``need()`` when it is absent.
+NAMES = Path(os.environ.get("CHARLM_NAMES") or REPO.parent / "shared" / "data" / "names.txt")
 
 
 def avahi_dtd_dir() -> Path:

@@ -1,6 +1,0 @@
-"""Role tests: make the shared helpers (``_roletest``) importable."""
-
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
