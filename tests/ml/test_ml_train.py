@@ -230,6 +230,21 @@ def test_model_training_defaults_apply_and_flags_override(tiny_names, tmp_path):
     assert rep["model_config"]["dropout"] == 0.0
 
 
+def test_long_time_budget_picks_the_long_run_recipe(tiny_names, tmp_path):
+    """A transformer given 20 minutes trains with dropout 0.1 at batch 32 (the 180 s defaults overfit
+    over that many steps); short budgets keep the defaults, and flags still win."""
+    common = dict(data=tiny_names, model="transformer", steps=2, eval_every=1, quiet=True, notify=False)
+    rep = train(TrainConfig(out=str(tmp_path / "long"), time_budget=1200, **common, **SMALL_TF))
+    assert rep["model_config"]["dropout"] == 0.1 and rep["config"]["time_budget"] == 1200
+    assert TrainConfig(data="x", model="transformer", out="o", time_budget=1200).resolved("batch_size") == 32
+    rep = train(TrainConfig(out=str(tmp_path / "short"), time_budget=180, **common, **SMALL_TF))
+    assert rep["model_config"]["dropout"] == 0.0
+    assert TrainConfig(data="x", model="transformer", out="o", time_budget=180).resolved("batch_size") == 64
+    rep = train(TrainConfig(out=str(tmp_path / "flag"), time_budget=1200, dropout=0.0, **common, **SMALL_TF))
+    assert rep["model_config"]["dropout"] == 0.0
+    assert TrainConfig(data="x", model="mlp", out="o", time_budget=1200).resolved("dropout") == 0.2
+
+
 class _Payload:
     """Unpickling this object calls ``open(path, "w")``: it creates a file (the stand-in for a command)."""
 
