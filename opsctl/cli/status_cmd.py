@@ -86,7 +86,10 @@ def _alerts(all_facts: list[dict], state_dir: Path, stale_days: float, quota_per
     from opsctl import notify
     from opsctl.status import alerts
 
-    channels = notify.configured_channels()
+    try:
+        channels = notify.configured_channels()
+    except RuntimeError as exc:  # charlm (the notifier) is not installed
+        fail(str(exc))
     results = []
     for facts in all_facts:
         state = state_dir / f"alerts-{facts['host']}.json"
@@ -116,7 +119,7 @@ def status(
 ) -> None:
     """Show pool health, capacity, per-user usage and last backup, services and mDNS of each backup host
     (read-only)."""
-    from opsctl.apply.secrets import cache_dir
+    from opsctl.paths import cache_dir
     from opsctl.status import backup_hosts, probe_site
 
     loaded = load_site(site, quiet=as_json)
