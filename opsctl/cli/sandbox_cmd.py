@@ -1,4 +1,4 @@
-"""``opsctl sandbox up|down|status``: the embedded default site's hosts on this machine."""
+"""``opsctl sandbox up|down|status|build-image``: the embedded default site's hosts on this machine."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
+import opsctl.sandbox  # noqa: F401  (the sandbox plug-in: registers how `sandbox:` hosts are reached)
 from opsctl.cli.common import JsonOpt, SiteOpt, console, err, fail, load_site, print_json
 from opsctl.sandbox.errors import SandboxError
 
@@ -53,6 +54,23 @@ def status(site: SiteOpt = None, as_json: JsonOpt = False) -> None:
 
     loaded = load_site(site, quiet=True)
     _show(lab.status(loaded.site), as_json)
+
+
+@app.command("build-image")
+def build_image(
+    print_hash: bool = typer.Option(False, "--hash", help="only print the image's content hash (its cache key)"),
+) -> None:
+    """Build (or reuse) the OpenZFS VM image and print its directory. The first build takes 10-20 minutes."""
+    from opsctl.sandbox.vm import image
+
+    if print_hash:
+        print(image.vm_image_hash())
+        return
+    try:
+        path = image.ensure_vm_image(progress=_say)
+    except SandboxError as exc:
+        fail(str(exc))
+    print(path)
 
 
 def _show(states, as_json: bool) -> None:

@@ -33,9 +33,10 @@ import docker.errors
 from docker.models.containers import Container
 from docker.types import Ulimit
 
-from opsctl.sandbox.engine import Progress, ensure_docker
+from opsctl.progress import Progress, say
 from opsctl.sandbox.errors import SandboxError
 from opsctl.sandbox.images import LABEL, ensure_image
+from opsctl.train.engine import ensure_docker
 
 CONTAINER_PREFIX = "opsctl-"
 #: Address given to ``dummy0`` inside every sandbox host (TEST-NET-1, never routed).
@@ -79,10 +80,6 @@ def _as_ulimits(ulimits) -> list[Ulimit]:
         return out
     return list(ulimits)
 
-
-def _say(progress: Progress | None, msg: str) -> None:
-    if progress is not None:
-        progress(msg)
 
 
 def _get(client, name: str) -> Container | None:
@@ -191,16 +188,16 @@ def start_host(
     existing = _get(client, cname)
     if existing is not None:
         if existing.status == "running":
-            _say(progress, f"{cname} already running")
+            say(progress, f"{cname} already running")
             return existing
-        _say(progress, f"{cname} is {existing.status}: recreating")
+        say(progress, f"{cname} is {existing.status}: recreating")
         with contextlib.suppress(docker.errors.NotFound):
             existing.remove(force=True)
     tag = image or ensure_image(kind, progress=progress, client=client)
     vols = {"/sys/fs/cgroup": {"bind": "/sys/fs/cgroup", "mode": "rw"}}
     vols.update(volumes or {})
     command = ["/sbin/init", *BASE_INIT_ARGS, *extra_args]
-    _say(progress, f"starting {cname} from {tag}: {shlex.join(command)}")
+    say(progress, f"starting {cname} from {tag}: {shlex.join(command)}")
     run_kwargs = dict(
         command=command,
         name=cname,
@@ -226,7 +223,7 @@ def start_host(
             # with default ulimits, fall back to the daemon's own limit instead of failing.
             if ulimits is not None or "rlimit" not in str(exc):
                 raise
-            _say(progress, "daemon refused the nofile ulimit; retrying with the daemon's default")
+            say(progress, "daemon refused the nofile ulimit; retrying with the daemon's default")
             with contextlib.suppress(docker.errors.DockerException):
                 client.containers.get(cname).remove(force=True)
             run_kwargs.pop("ulimits")

@@ -30,14 +30,16 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import docker.errors
 
 from opsctl.locks import file_lock
-from opsctl.sandbox.engine import Progress, apt_install, cache_dir, ensure_docker
+from opsctl.paths import cache_dir
+from opsctl.progress import Progress, say
 from opsctl.sandbox.errors import SandboxError
+from opsctl.sandbox.rootfs import chroot_mounts, chroot_run, run_step, write_into
+from opsctl.train.engine import apt_install, ensure_docker
 
 #: Bump when the build steps below change in a way the hashed data does not capture.
 RECIPE_VERSION = 2
@@ -290,65 +292,6 @@ def image_tag(kind: str) -> str:
     return f"{IMAGE_REPO.format(kind=kind)}:{image_inputs_hash(kind)[:12]}"
 
 
-def _say(progress: Progress | None, msg: str) -> None:
-    if progress is not None:
-        progress(msg)
-
-
-def _run(cmd: list[str], progress: Progress | None, *, what: str, env: dict | None = None) -> str:
-    """Run a build command, streaming its output lines to ``progress``; raise on failure."""
-    _say(progress, f"$ {' '.join(cmd)}")
-    full_env = dict(os.environ, DEBIAN_FRONTEND="noninteractive", LC_ALL="C.UTF-8", **(env or {}))
-    proc = subprocess.Popen(
-        cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        text=True, errors="replace", env=full_env,
-    )
-    tail: list[str] = []
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        line = line.rstrip()
-        tail = (tail + [line])[-25:]
-        _say(progress, f"  {line}")
-    rc = proc.wait()
-    if rc != 0:
-        raise SandboxError(
-            f"{what} failed (exit {rc}) running `{' '.join(cmd)}`; last output:\n" + "\n".join(tail),
-            "check network access to the Debian mirror; rerun with a progress callback for the "
-            "full log",
-        )
-    return "\n".join(tail)
-
-
-def _chroot(root: Path, args: list[str], progress: Progress | None, *, what: str) -> str:
-    return _run(["chroot", str(root), *args], progress, what=what)
-
-
-@contextlib.contextmanager
-def _chroot_mounts(root: Path, debs: Path) -> Iterator[None]:
-    """Mount /proc, /dev/pts and the shared .deb cache into the chroot; always unmount."""
-    mounts: list[Path] = []
-    try:
-        for src, dst, opts in (
-            ("proc", root / "proc", ["-t", "proc"]),
-            ("devpts", root / "dev/pts", ["-t", "devpts", "-o", "newinstance,ptmxmode=0666"]),
-            (str(debs), root / "var/cache/apt/archives", ["--bind"]),
-        ):
-            dst.mkdir(parents=True, exist_ok=True)
-            subprocess.run(["mount", *opts, src, str(dst)], check=True, capture_output=True)
-            mounts.append(dst)
-        yield
-    finally:
-        for dst in reversed(mounts):
-            subprocess.run(["umount", "-l", str(dst)], check=False, capture_output=True)
-
-
-def _write(root: Path, path: str, content: str, mode: int = 0o644) -> None:
-    target = root / path.lstrip("/")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(content)
-    target.chmod(mode)
-
-
 def _sources_from_debootstrap(root: Path) -> str:
     """Turn debootstrap's one-line sources.list into deb822 trixie sources (main contrib).
 
@@ -393,7 +336,7 @@ def _build_rootfs(spec: ImageSpec, root: Path, debs: Path, progress: Progress | 
     if not Path(DEBIAN_KEYRING).is_file():
         apt_install(["debian-archive-keyring"], progress=progress)
     mirror = _mirror_override()
-    _run(
+    run_step(
         [
             "debootstrap", "--variant=minbase", f"--components={','.join(COMPONENTS)}",
             f"--include={','.join(BOOTSTRAP_INCLUDE)}", f"--cache-dir={debs}",
@@ -404,13 +347,13 @@ def _build_rootfs(spec: ImageSpec, root: Path, debs: Path, progress: Progress | 
     )
     sources = _sources_from_debootstrap(root)
     # no services may start inside the chroot while packages are configured
-    _write(root, "/usr/sbin/policy-rc.d", "#!/bin/sh\nexit 101\n", 0o755)
+    write_into(root, "/usr/sbin/policy-rc.d", "#!/bin/sh\nexit 101\n", 0o755)
     for path, content in {**COMMON_FILES, **dict(spec.files)}.items():
-        _write(root, path, content)
+        write_into(root, path, content)
     (root / "etc/apt/sources.list").unlink(missing_ok=True)
-    _write(root, "/etc/apt/sources.list.d/debian.sources", sources)
-    with _chroot_mounts(root, debs):
-        _chroot(root, ["apt-get", "update", "-q"], progress, what="apt-get update")
+    write_into(root, "/etc/apt/sources.list.d/debian.sources", sources)
+    with chroot_mounts(root, debs):
+        chroot_run(root, ["apt-get", "update", "-q"], progress, what="apt-get update")
         packages = sorted(set(COMMON_PACKAGES) | set(spec.packages))
         for opt in spec.optional_packages:
             res = subprocess.run(
@@ -420,8 +363,8 @@ def _build_rootfs(spec: ImageSpec, root: Path, debs: Path, progress: Progress | 
             if res.returncode == 0 and res.stdout.strip():
                 packages.append(opt)
             else:
-                _say(progress, f"optional package {opt} not in {SUITE}: skipped")
-        _chroot(
+                say(progress, f"optional package {opt} not in {SUITE}: skipped")
+        chroot_run(
             root,
             ["apt-get", "install", "-y", "-q", "-o", "Dpkg::Options::=--force-confold", *packages],
             progress, what="apt-get install",
@@ -462,14 +405,14 @@ def _compile_shim(root: Path, progress: Progress | None) -> None:
     with tempfile.TemporaryDirectory(prefix="opsctl-shim-") as tmp:
         src = Path(tmp) / "nofile_clamp.c"
         src.write_text(NOFILE_SHIM_SOURCE)
-        _run(["gcc", "-O2", "-Wall", "-shared", "-fPIC", "-o", str(target), str(src), "-ldl"],
+        run_step(["gcc", "-O2", "-Wall", "-shared", "-fPIC", "-o", str(target), str(src), "-ldl"],
              progress, what="compiling the nofile shim")
     target.chmod(0o644)
 
 
 def _tar_rootfs(root: Path, out: Path, progress: Progress | None) -> None:
     tmp = out.with_suffix(".tar.part")
-    _run(
+    run_step(
         [
             "tar", "--numeric-owner", "--xattrs", "--xattrs-include=*", "--acls",
             "--exclude=./proc/*", "--exclude=./sys/*", "--exclude=./dev/*",
@@ -487,7 +430,7 @@ def _import(client, tarball: Path, kind: str, digest: str, progress: Progress | 
     tmp_tag = f"building-{os.getpid()}-{int(time.time())}"
     changes = [*IMAGE_CHANGES, f"LABEL {LABEL}=1", f"LABEL {LABEL}.kind={kind}",
                f"LABEL {LABEL}.inputs-hash={digest}"]
-    _say(progress, f"importing {tarball.name} ({tarball.stat().st_size / 1e6:.0f} MB) as {final}")
+    say(progress, f"importing {tarball.name} ({tarball.stat().st_size / 1e6:.0f} MB) as {final}")
     try:
         client.api.import_image_from_file(str(tarball), repository=repo, tag=tmp_tag, changes=changes)
         image = client.images.get(f"{repo}:{tmp_tag}")
@@ -530,13 +473,13 @@ def ensure_image(kind: str, *, progress: Progress | None = None, client=None) ->
     tag = f"{IMAGE_REPO.format(kind=kind)}:{digest[:12]}"
     client = client or ensure_docker(progress=progress)
     if _has_image(client, tag):
-        _say(progress, f"image {tag} present: reusing")
+        say(progress, f"image {tag} present: reusing")
         return tag
-    cache = cache_dir()
+    cache = cache_dir(create=True)
     tarball = cache / "rootfs" / f"{kind}-{digest[:12]}.tar"
     with file_lock(cache / "locks" / f"image-{kind}.lock"):
         if _has_image(client, tag):  # built by someone else while we waited
-            _say(progress, f"image {tag} present: reusing")
+            say(progress, f"image {tag} present: reusing")
             return tag
         if not tarball.exists():
             if os.geteuid() != 0:
@@ -545,7 +488,7 @@ def ensure_image(kind: str, *, progress: Progress | None = None, client=None) ->
                     "run the first `opsctl sandbox` as root, or build once with sudo",
                 )
             start = time.monotonic()
-            _say(progress, f"building {tag} from debootstrap {SUITE} (cold build)")
+            say(progress, f"building {tag} from debootstrap {SUITE} (cold build)")
             tarball.parent.mkdir(parents=True, exist_ok=True)
             debs = cache / "debs"
             debs.mkdir(parents=True, exist_ok=True)
@@ -559,12 +502,12 @@ def ensure_image(kind: str, *, progress: Progress | None = None, client=None) ->
             finally:
                 _cleanup_workdir(workdir)
                 tarball.with_suffix(".tar.part").unlink(missing_ok=True)
-            _say(progress, f"root filesystem built in {time.monotonic() - start:.0f} s")
+            say(progress, f"root filesystem built in {time.monotonic() - start:.0f} s")
         else:
-            _say(progress, f"using cached root filesystem {tarball}")
+            say(progress, f"using cached root filesystem {tarball}")
         _import(client, tarball, kind, digest, progress)
         _prune_tarballs(tarball, kind, progress)
-    _say(progress, f"image {tag} ready")
+    say(progress, f"image {tag} ready")
     return tag
 
 
@@ -572,7 +515,7 @@ def _prune_tarballs(keep: Path, kind: str, progress: Progress | None) -> None:
     """Delete cached root filesystems of older inputs of ``kind`` (~0.7 GB each)."""
     for old in keep.parent.glob(f"{kind}-*.tar"):
         if old != keep and len(old.stem) == len(kind) + 13:
-            _say(progress, f"removing stale cached root filesystem {old.name}")
+            say(progress, f"removing stale cached root filesystem {old.name}")
             old.unlink(missing_ok=True)
 
 
@@ -594,3 +537,23 @@ def _cleanup_workdir(workdir: Path) -> None:
     for mnt in sorted(below, key=len, reverse=True):
         subprocess.run(["umount", "-l", mnt], check=False, capture_output=True)
     shutil.rmtree(workdir, ignore_errors=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class SandboxImage:
+    """One sandbox container image as an image builder (:class:`opsctl.sandbox.builders.Builder`)."""
+
+    kind: str
+
+    @property
+    def name(self) -> str:
+        return f"sandbox-{self.kind}"
+
+    def tag(self) -> str:
+        return image_tag(self.kind)
+
+    def inputs(self) -> dict:
+        return _inputs(_spec(self.kind))
+
+    def ensure(self, progress: Progress = None) -> str:
+        return ensure_image(self.kind, progress=progress)

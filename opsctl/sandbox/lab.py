@@ -1,6 +1,6 @@
 """The sandbox: every host of a site marked ``sandbox:`` made real on this machine.
 
-- ``sandbox: vm`` -> a qemu VM with real OpenZFS (:mod:`opsctl.sandbox.zfsvm`), one blank data
+- ``sandbox: vm`` -> a qemu VM with real OpenZFS (:mod:`opsctl.sandbox.vm`), one blank data
   disk per ``/dev/disk/by-id/virtio-opsctl-disk-N`` the pool names;
 - ``sandbox: container`` -> a Debian trixie systemd container (:mod:`opsctl.sandbox.containers`),
   ``--network none``, reached by Ansible through ``community.docker.docker``. A training host's
@@ -17,13 +17,11 @@ Example::
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
 
+from opsctl.progress import Progress
 from opsctl.sandbox.errors import SandboxError
 from opsctl.spec.models import Site
-
-Progress = Callable[[str], None] | None
 
 _VM_DISK = re.compile(r"/dev/disk/by-id/virtio-opsctl-disk-(\d+)")
 KIND_OF_ROLE = {"backup": "backup", "training": "trainer", "slurm_controller": "slurm", "slurm_node": "slurm"}
@@ -94,7 +92,7 @@ def _drop_if_stale(name: str, kind: str, volumes: dict, progress: Progress) -> N
 def up(site: Site, *, progress: Progress = None) -> list[HostState]:
     """Start every sandbox host of ``site`` (containers first: they boot in seconds)."""
     from opsctl.sandbox.containers import start_host, wait_running
-    from opsctl.sandbox.zfsvm import ZfsVM
+    from opsctl.sandbox.vm import ZfsVM
 
     states = []
     hosts = [site.host(n) for n in sandbox_hosts(site)]
@@ -122,7 +120,7 @@ def up(site: Site, *, progress: Progress = None) -> list[HostState]:
 def down(site: Site, *, progress: Progress = None) -> list[str]:
     """Stop and remove every sandbox host of ``site``; returns the names stopped."""
     from opsctl.sandbox.containers import stop_host
-    from opsctl.sandbox.zfsvm import ZfsVM
+    from opsctl.sandbox.vm import ZfsVM
 
     stopped = []
     for name in sandbox_hosts(site):
@@ -144,7 +142,7 @@ def down(site: Site, *, progress: Progress = None) -> list[str]:
 
 def status(site: Site) -> list[HostState]:
     from opsctl.sandbox.containers import container_name, list_hosts
-    from opsctl.sandbox.zfsvm import ZfsVM
+    from opsctl.sandbox.vm import ZfsVM
 
     running = {c.name: c.status for c in list_hosts()}
     out = []

@@ -44,8 +44,10 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from opsctl import ROOT
-from opsctl.sandbox.engine import Progress, apt_install, cache_dir, ensure_docker
+from opsctl.paths import cache_dir
+from opsctl.progress import Progress, say
 from opsctl.sandbox.errors import SandboxError
+from opsctl.train.engine import apt_install, ensure_docker
 
 REPO = "opsctl/sandbox-slurm-bookworm"
 SUITE = "bookworm"
@@ -88,14 +90,11 @@ def image_tag() -> str:
     return f"{REPO}:{image_hash()[:12]}"
 
 
-def _say(progress: Progress | None, msg: str) -> None:
-    if progress:
-        progress(msg)
-
 
 def _build_rootfs(root: Path, progress: Progress | None) -> None:
-    from opsctl.sandbox.images import COMMON_FILES, DEBIAN_KEYRING, MASKED_UNITS, _chroot_mounts, _run, _write
-    from opsctl.train.image import wheel_dir
+    from opsctl.sandbox.images import COMMON_FILES, DEBIAN_KEYRING, MASKED_UNITS
+    from opsctl.sandbox.rootfs import chroot_mounts, run_step, write_into
+    from opsctl.train.wheels import wheel_dir
 
     if not shutil.which("debootstrap"):
         apt_install(["debootstrap"], progress=progress)
@@ -103,21 +102,21 @@ def _build_rootfs(root: Path, progress: Progress | None) -> None:
     (debs / "partial").mkdir(parents=True, exist_ok=True)
     mirror = os.environ.get("OPSCTL_DEBIAN_MIRROR")
     keyring = [f"--keyring={DEBIAN_KEYRING}"] if Path(DEBIAN_KEYRING).is_file() else []
-    _run(["debootstrap", "--variant=minbase", f"--include={','.join(BOOTSTRAP_INCLUDE)}", f"--cache-dir={debs}",
+    run_step(["debootstrap", "--variant=minbase", f"--include={','.join(BOOTSTRAP_INCLUDE)}", f"--cache-dir={debs}",
           *keyring, SUITE, str(root), *([mirror] if mirror else [])], progress, what="debootstrap bookworm")
-    _write(root, "/usr/sbin/policy-rc.d", "#!/bin/sh\nexit 101\n", 0o755)
+    write_into(root, "/usr/sbin/policy-rc.d", "#!/bin/sh\nexit 101\n", 0o755)
     for path, content in {**COMMON_FILES, **DROPINS}.items():
-        _write(root, path, content)
+        write_into(root, path, content)
     wheels = wheel_dir(progress)
     (root / "tmp/wheels").mkdir(parents=True, exist_ok=True)
-    with _chroot_mounts(root, debs):
+    with chroot_mounts(root, debs):
         subprocess.run(["mount", "--bind", str(wheels), str(root / "tmp/wheels")], check=True)
         try:
-            _run(["chroot", str(root), "apt-get", "update", "-q"], progress, what="apt-get update")
-            _run(["chroot", str(root), "apt-get", "install", "-y", "-q", "-o", "Dpkg::Options::=--force-confold",
+            run_step(["chroot", str(root), "apt-get", "update", "-q"], progress, what="apt-get update")
+            run_step(["chroot", str(root), "apt-get", "install", "-y", "-q", "-o", "Dpkg::Options::=--force-confold",
                   *PACKAGES], progress, what="apt-get install")
-            _run(["chroot", str(root), "python3", "-m", "venv", VENV], progress, what="venv")
-            _run(["chroot", str(root), f"{VENV}/bin/pip", "install", "-q", "--no-index", "--find-links",
+            run_step(["chroot", str(root), "python3", "-m", "venv", VENV], progress, what="venv")
+            run_step(["chroot", str(root), f"{VENV}/bin/pip", "install", "-q", "--no-index", "--find-links",
                   "/tmp/wheels", "torch==2.13.0", "numpy", "setuptools>=61"], progress, what="pip install torch")
         finally:
             subprocess.run(["umount", "-l", str(root / "tmp/wheels")], check=False)
@@ -158,7 +157,7 @@ def ensure_slurm_image(progress: Progress | None = None, client=None) -> str:
     tag = image_tag()
     with contextlib.suppress(docker.errors.ImageNotFound):
         client.images.get(tag)
-        _say(progress, f"image {tag} present: reusing")
+        say(progress, f"image {tag} present: reusing")
         return tag
     with file_lock(cache_dir() / "locks" / "image-slurm-bookworm.lock"):
         with contextlib.suppress(docker.errors.ImageNotFound):
@@ -167,8 +166,8 @@ def ensure_slurm_image(progress: Progress | None = None, client=None) -> str:
         if os.geteuid() != 0:
             raise SandboxError(f"building {tag} needs root (debootstrap, chroot, mount)", "run it as root once")
         start = time.monotonic()
-        _say(progress, f"building {tag} (debootstrap bookworm + slurm + torch venv)")
-        with tempfile.TemporaryDirectory(prefix="opsctl-slurmimg-", dir=cache_dir()) as tmp:
+        say(progress, f"building {tag} (debootstrap bookworm + slurm + torch venv)")
+        with tempfile.TemporaryDirectory(prefix="opsctl-slurmimg-", dir=cache_dir(create=True)) as tmp:
             root = Path(tmp) / "rootfs"
             root.mkdir()
             try:
@@ -184,7 +183,7 @@ def ensure_slurm_image(progress: Progress | None = None, client=None) -> str:
             tar.wait()
             if imp.returncode != 0:
                 raise SandboxError(f"docker import failed: {imp.stderr}", "see the dockerd log")
-        _say(progress, f"image {tag} built in {time.monotonic() - start:.0f} s")
+        say(progress, f"image {tag} built in {time.monotonic() - start:.0f} s")
     return tag
 
 
@@ -215,7 +214,7 @@ def start_node(name: str, *, shared: Path, shared_dir: str, image: str, client=N
     cname = container_name(name)
     with contextlib.suppress(docker.errors.NotFound):
         client.containers.get(cname).remove(force=True, v=True)
-    _say(progress, f"starting {cname} on {network}")
+    say(progress, f"starting {cname} on {network}")
     container = client.containers.create(
         image, command=["/sbin/init"], name=cname, hostname=name,
         labels={LABEL: "1", f"{LABEL}.kind": "slurm-bookworm", f"{LABEL}.host": name},
@@ -248,7 +247,7 @@ def start_cluster(names: Iterable[str], *, shared: Path, shared_dir: str = "/sha
              for n in names}
     for name, c in hosts.items():
         st = wait_running(c, timeout=timeout)
-        _say(progress, f"{name}: {st.state} after {st.seconds:.0f} s (failed: {st.failed_units})")
+        say(progress, f"{name}: {st.state} after {st.seconds:.0f} s (failed: {st.failed_units})")
     return hosts
 
 
@@ -279,3 +278,18 @@ def stop_cluster(names: Iterable[str], *, client=None, remove_network: bool = Tr
     if remove_network:
         with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
             client.networks.get(NETWORK).remove()
+
+
+class SlurmImage:
+    """The Slurm node image as an image builder (:class:`opsctl.sandbox.builders.Builder`)."""
+
+    name = "slurm-bookworm"
+
+    def tag(self) -> str:
+        return image_tag()
+
+    def inputs(self) -> dict:
+        return image_inputs()
+
+    def ensure(self, progress: Progress = None) -> str:
+        return ensure_slurm_image(progress)

@@ -10,40 +10,18 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import sys
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
 
 from opsctl import ROOT
+from opsctl.errors import HostUnreachable
+from opsctl.progress import Progress
 from opsctl.render.engine import render_host
-from opsctl.sandbox.errors import SandboxError
 from opsctl.spec.models import Site
+from opsctl.train.wheels import wheel_dir
 
-Progress = Callable[[str], None] | None
 ML_SOURCE = ROOT / "ml"
 _IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info", "build", ".pytest_cache")
-
-
-def wheel_dir(progress: Progress = None) -> Path:
-    """torch==2.13.0 (CPU) + numpy and their dependencies as wheels, downloaded once for Python 3.11."""
-    from opsctl.sandbox.engine import cache_dir
-
-    target = cache_dir() / "wheels" / "cp311"
-    stamp = target / ".complete"
-    if not stamp.exists():
-        target.mkdir(parents=True, exist_ok=True)
-        if progress:
-            progress("downloading torch/numpy wheels for the offline job image")
-        proc = subprocess.run([sys.executable, "-m", "pip", "download", "-q", "-d", str(target),
-                               "--only-binary=:all:", "--python-version", "3.11", "--platform",
-                               "manylinux_2_28_x86_64", "--platform", "manylinux2014_x86_64", "--platform",
-                               "manylinux_2_17_x86_64", "torch==2.13.0", "numpy", "setuptools", "wheel"],
-                              capture_output=True, text=True)
-        if proc.returncode != 0:
-            raise SandboxError(f"pip download failed: {proc.stderr[-1500:]}", "check that PyPI is reachable")
-        stamp.write_text("ok\n")
-    return target
 
 
 def build_context(site: Site, dest: Path, progress: Progress = None) -> Path:
@@ -67,9 +45,9 @@ def build_context(site: Site, dest: Path, progress: Progress = None) -> Path:
 
 def build_image(site: Site, progress: Progress = None) -> str:
     """Build ``training.image`` with this machine's Docker engine; returns the tag."""
-    from opsctl.sandbox.engine import ensure_docker
-    from opsctl.sandbox.jobbase import TAG as JOBBASE
-    from opsctl.sandbox.jobbase import ensure_jobbase
+    from opsctl.train.engine import ensure_docker
+    from opsctl.train.jobbase import TAG as JOBBASE
+    from opsctl.train.jobbase import ensure_jobbase
 
     t = site.training
     client = ensure_docker(progress=progress)
@@ -89,7 +67,7 @@ def build_image(site: Site, progress: Progress = None) -> str:
             if progress and line.startswith("Step "):
                 progress(line.strip())
         if proc.wait() != 0:
-            raise SandboxError("docker build of the job image failed:\n" + "\n".join(tail),
+            raise HostUnreachable("docker build of the job image failed:\n" + "\n".join(tail),
                                "read the build output above")
     client.images.get(t.image)
     return t.image
@@ -102,7 +80,7 @@ def ship_image(site: Site, tag: str, engine_url: str | None, progress: Progress 
     """
     import docker
 
-    from opsctl.sandbox.engine import ensure_docker
+    from opsctl.train.engine import ensure_docker
 
     local = ensure_docker()
     if engine_url is None:
@@ -114,3 +92,28 @@ def ship_image(site: Site, tag: str, engine_url: str | None, progress: Progress 
         progress(f"shipping {tag} to {engine_url}")
     remote.images.load(local.images.get(tag).save(named=True))
     return True
+
+
+class JobImage:
+    """The site's job image as an image builder (the shape of ``opsctl.sandbox.builders.Builder``).
+
+    Its tag is the site's ``training.image``; Docker's layer cache makes a rebuild of unchanged
+    inputs cheap, so :meth:`ensure` always runs ``docker build``."""
+
+    name = "job"
+
+    def __init__(self, site: Site) -> None:
+        self.site = site
+
+    def tag(self) -> str:
+        return self.site.training.image
+
+    def inputs(self) -> dict:
+        t = self.site.training
+        variant = "cuda" if t.use_gpu else "cpu"
+        files = {f.path: f.content for f in render_host(self.site, t.host)}
+        return {"dockerfile": files[f"containers/Dockerfile.{variant}"], "offline_build": t.offline_build,
+                "ml_source": str(ML_SOURCE)}
+
+    def ensure(self, progress: Progress = None) -> str:
+        return build_image(self.site, progress)

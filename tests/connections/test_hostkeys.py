@@ -277,10 +277,10 @@ def test_the_connection_of_a_real_host_checks_keys_and_the_sandbox_vm_does_not(t
     monkeypatch.setenv("OPSCTL_KNOWN_HOSTS", str(tmp_path / "kh"))
     conn = connection_for(load(Path(_site(tmp_path, 2222))).site.host("backup"))
     assert conn.ansible["ansible_host_key_checking"] is True
-    for args in (conn.ansible["ansible_ssh_common_args"], conn.testinfra_kwargs["ssh_extra_args"],
-                 " ".join(conn.exec_prefix)):
+    for args in (conn.ansible["ansible_ssh_common_args"], conn.testinfra_kwargs["ssh_extra_args"]):
         assert "StrictHostKeyChecking=yes" in args and f"UserKnownHostsFile={tmp_path / 'kh'}" in args
         assert "GlobalKnownHostsFile=/dev/null" in args
+    assert conn.known_hosts == tmp_path / "kh"  # Fabric's ad-hoc commands check that file (RejectPolicy)
     monkeypatch.setenv("OPSCTL_KNOWN_HOSTS", str(tmp_path / "a dir" / "kh"))  # ssh would split this path
     with pytest.raises(HostKeyError, match="OPSCTL_KNOWN_HOSTS"):
         connection_for(load(Path(_site(tmp_path, 2222))).site.host("backup"))

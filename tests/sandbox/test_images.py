@@ -177,7 +177,7 @@ def test_image_contents(docker_client):
 
 
 def test_ensure_docker_not_root_gives_reason_and_fix(monkeypatch):
-    from opsctl.sandbox import engine
+    from opsctl.train import engine
 
     monkeypatch.setattr(engine, "_ping", lambda base_url=None: None)
     monkeypatch.setattr(engine.shutil, "which", lambda name: f"/usr/bin/{name}")
@@ -191,7 +191,7 @@ def test_ensure_docker_not_root_gives_reason_and_fix(monkeypatch):
 def test_ensure_docker_reports_dead_dockerd_with_log(monkeypatch, tmp_path):
     import subprocess
 
-    from opsctl.sandbox import engine
+    from opsctl.train import engine
 
     monkeypatch.setenv("OPSCTL_CACHE", str(tmp_path))
     monkeypatch.delenv("DOCKER_HOST", raising=False)
@@ -211,7 +211,7 @@ def test_ensure_docker_reports_dead_dockerd_with_log(monkeypatch, tmp_path):
 
 
 def test_ensure_docker_remote_docker_host_is_not_started(monkeypatch):
-    from opsctl.sandbox import engine
+    from opsctl.train import engine
 
     monkeypatch.setattr(engine, "_ping", lambda base_url=None: None)
     monkeypatch.setenv("DOCKER_HOST", "tcp://10.255.255.1:2375")

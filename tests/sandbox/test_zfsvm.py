@@ -19,6 +19,7 @@ import pytest
 
 from opsctl.sandbox import zfsvm
 from opsctl.sandbox.errors import SandboxError
+from opsctl.sandbox.vm import image as vm_image
 from tests.support.ci import need
 from tests.support.vm import DISKS, SESSION_VM, reset_vm
 
@@ -51,7 +52,7 @@ def vm(image: Path, session_vm):
 def test_image_hash_is_stable_and_tracks_the_recipe(monkeypatch):
     h = zfsvm.vm_image_hash()
     assert h == zfsvm.vm_image_hash() and len(h) == 16
-    monkeypatch.setattr(zfsvm, "GUEST_PACKAGES", (*zfsvm.GUEST_PACKAGES, "htop"))
+    monkeypatch.setattr(vm_image, "GUEST_PACKAGES", (*vm_image.GUEST_PACKAGES, "htop"))
     assert zfsvm.vm_image_hash() != h
 
 
@@ -69,7 +70,7 @@ def test_ansible_host_vars_reach_the_forwarded_port():
 
 def test_load_of_unknown_vm_says_how_to_start_it(tmp_path, monkeypatch):
     monkeypatch.setenv("OPSCTL_CACHE", str(tmp_path))
-    with pytest.raises(SandboxError, match="zfsvm boot"):
+    with pytest.raises(SandboxError, match="opsctl sandbox up"):
         zfsvm.ZfsVM.load("nope")
 
 

@@ -1,4 +1,4 @@
-"""The job image's local base for sites without a registry (the sandbox): Debian bookworm
+"""The job image's local base for sites without a registry (the sandbox's training host): Debian bookworm
 (Python 3.11, matching the CPU torch wheel) with python3-venv, from debootstrap.
 
 Cached by a hash of its inputs: the tag ``opsctl/jobbase:bookworm`` points at
@@ -18,8 +18,9 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from opsctl.sandbox.engine import apt_install, cache_dir, ensure_docker
-from opsctl.sandbox.errors import SandboxError
+from opsctl.errors import HostUnreachable
+from opsctl.paths import cache_dir
+from opsctl.train.engine import apt_install, ensure_docker
 
 REPO = "opsctl/jobbase"
 TAG = f"{REPO}:bookworm"
@@ -49,7 +50,7 @@ def ensure_jobbase(progress=None) -> str:
         apt_install(["debootstrap"], progress=progress)
     debs = cache_dir() / "debs-bookworm"
     debs.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="opsctl-jobbase-", dir=cache_dir()) as tmp:
+    with tempfile.TemporaryDirectory(prefix="opsctl-jobbase-", dir=cache_dir(create=True)) as tmp:
         root = Path(tmp) / "rootfs"
         if progress:
             progress("debootstrap bookworm for the job base image (about a minute)")
@@ -57,7 +58,7 @@ def ensure_jobbase(progress=None) -> str:
             ["debootstrap", "--variant=minbase", f"--include={','.join(INPUTS['include'])}",
              f"--cache-dir={debs}", "bookworm", str(root)], capture_output=True, text=True)
         if proc.returncode != 0:
-            raise SandboxError(f"debootstrap bookworm failed: {proc.stdout[-800:]}{proc.stderr[-800:]}",
+            raise HostUnreachable(f"debootstrap bookworm failed: {proc.stdout[-800:]}{proc.stderr[-800:]}",
                                "check that Debian's package mirror is reachable")
         for d in ("var/cache/apt/archives", "var/lib/apt/lists"):
             for child in (root / d).glob("*.deb"):
@@ -67,6 +68,21 @@ def ensure_jobbase(progress=None) -> str:
                              capture_output=True, text=True)
         tar.wait()
         if imp.returncode != 0:
-            raise SandboxError(f"docker import failed: {imp.stderr}", "see the dockerd log")
+            raise HostUnreachable(f"docker import failed: {imp.stderr}", "see the dockerd log")
     client.images.get(digest_tag).tag(REPO, "bookworm")
     return TAG
+
+
+class JobBase:
+    """The job base image as an image builder (the shape of ``opsctl.sandbox.builders.Builder``)."""
+
+    name = "jobbase"
+
+    def tag(self) -> str:
+        return f"{REPO}:{jobbase_hash()[:12]}"
+
+    def inputs(self) -> dict:
+        return dict(INPUTS)
+
+    def ensure(self, progress=None) -> str:
+        return ensure_jobbase(progress)
