@@ -19,7 +19,7 @@ from opsctl.connections import ExecConnection, SshConnection, connection_for, ru
 from opsctl.connections import resolve as resolve_mod
 from opsctl.errors import HostKeyError, HostUnreachable
 from opsctl.spec.models import Host
-from tests.connections.test_hostkeys import SSHD, USER, Sshd
+from tests.connections.test_hostkeys import SSHD, USER, sshd  # noqa: F401  (the fixture)
 from tests.support.paths import REPO
 
 #: Reads the secret from stdin into a file, then looks for it in every process's command line while
@@ -72,44 +72,39 @@ def _check_refusals(tmp_path: Path, make) -> None:
 
 
 @pytest.fixture
-def sshd(tmp_path, monkeypatch):
-    root = tmp_path / "sshd"
-    root.mkdir(mode=0o700)
-    server = Sshd(root)
-    server.start()
-    monkeypatch.setenv("SSH_AUTH_SOCK", str(server.agent_sock))
+def server(sshd, tmp_path):
+    """test_hostkeys' throwaway sshd, with a known_hosts that trusts it as 127.0.0.1 and localhost."""
     known = tmp_path / "known_hosts"
-    known.write_text(_keyscan(server.port) + _keyscan(server.port, "localhost"))
-    server.known = known
-    yield server
-    server.close()
+    known.write_text(_keyscan(sshd.port) + _keyscan(sshd.port, "localhost"))
+    sshd.known = known
+    return sshd
 
 
-def _conn(sshd, known: Path | None = None, name: str = "backup", address: str = "127.0.0.1") -> SshConnection:
-    return SshConnection(name, address=address, port=sshd.port, user=USER, known_hosts=known or sshd.known)
+def _conn(server, known: Path | None = None, name: str = "backup", address: str = "127.0.0.1") -> SshConnection:
+    return SshConnection(name, address=address, port=server.port, user=USER, known_hosts=known or server.known)
 
 
 @needs_sshd
-def test_command_runs_and_the_secret_goes_on_stdin_only(sshd):
+def test_command_runs_and_the_secret_goes_on_stdin_only(server):
     secret = "s3cret-" + os.urandom(8).hex()
-    res = _conn(sshd).run_stdin(_SCAN_ARGV, secret + "\n")
+    res = _conn(server).run_stdin(_SCAN_ARGV, secret + "\n")
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip() == "0"  # read from stdin, in no command line
     # the scan does see a secret that is in an argv
-    res = _conn(sshd).run_stdin(f": {secret}; " + _SCAN_ARGV, secret + "\n")
+    res = _conn(server).run_stdin(f": {secret}; " + _SCAN_ARGV, secret + "\n")
     assert int(res.stdout.strip()) >= 1
 
 
 @needs_sshd
-def test_unknown_or_changed_host_key_is_refused(sshd, tmp_path):
+def test_unknown_or_changed_host_key_is_refused(server, tmp_path):
     Path("/tmp/opsctl-must-not-exist").unlink(missing_ok=True)
-    _check_refusals(tmp_path, lambda known: _conn(sshd, known))
+    _check_refusals(tmp_path, lambda known: _conn(server, known))
     assert not Path("/tmp/opsctl-must-not-exist").exists()
 
 
 @needs_sshd
-def test_large_stdin_timeout_bytes_and_exit_codes(sshd):
-    conn = _conn(sshd)
+def test_large_stdin_timeout_bytes_and_exit_codes(server):
+    conn = _conn(server)
     data = "x" * 200_000
     started = time.monotonic()
     res = conn.run_stdin("wc -c", data, timeout=30)  # invoke's own reader takes 1 byte per 10 ms: 2000 s
@@ -123,16 +118,16 @@ def test_large_stdin_timeout_bytes_and_exit_codes(sshd):
 
 
 @needs_sshd
-def test_popen_streams_lines(sshd):
-    proc = _conn(sshd).popen("for i in 1 2 3; do echo line$i; sleep 0.2; done; exit 5")
+def test_popen_streams_lines(server):
+    proc = _conn(server).popen("for i in 1 2 3; do echo line$i; sleep 0.2; done; exit 5")
     assert [line.strip() for line in proc.stdout] == ["line1", "line2", "line3"]
     assert proc.wait() == 5 and proc.returncode == 5
 
 
 @needs_sshd
-def test_run_on_all_runs_at_once_and_reports_each_host(sshd, tmp_path):
+def test_run_on_all_runs_at_once_and_reports_each_host(server, tmp_path):
     empty = tmp_path / "none"
-    conns = [_conn(sshd, name="a"), _conn(sshd, name="b", address="localhost"), _conn(sshd, empty, name="c"),
+    conns = [_conn(server, name="a"), _conn(server, name="b", address="localhost"), _conn(server, empty, name="c"),
              ExecConnection("here")]
     started = time.monotonic()
     results = run_on_all(conns, "sleep 2; cat | wc -c", "12345", timeout=60)
