@@ -16,9 +16,9 @@ import pytest
 
 from opsctl.sandbox import containers
 from opsctl.sandbox.containers import exec, list_hosts, start_host, stop_host, wait_running
-from opsctl.sandbox.engine import ensure_docker
 from opsctl.sandbox.errors import SandboxError
 from opsctl.sandbox.images import ensure_image
+from opsctl.train.engine import ensure_docker
 from tests.support.ci import need, require
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(1800)]

@@ -1,4 +1,4 @@
-"""Tests for opsctl.sandbox.engine and opsctl.sandbox.images.
+"""Tests for opsctl.train.engine (this machine's Docker engine) and opsctl.sandbox.images.
 
 The ``docker`` tests use the real local engine (started by ``ensure_docker`` if needed) and
 build real debootstrap images on first run (root and network needed; minutes when cold).
@@ -12,9 +12,10 @@ import time
 
 import pytest
 
+from opsctl.paths import cache_dir
 from opsctl.sandbox import images
-from opsctl.sandbox.engine import cache_dir, ensure_docker
 from opsctl.sandbox.errors import SandboxError
+from opsctl.train.engine import ensure_docker
 from tests.support.ci import need
 
 

@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from opsctl.files import atomic_write
 from opsctl.locks import file_lock
 from opsctl.sandbox.errors import SandboxError
 from opsctl.sandbox.vm.common import Progress, emit, require_tools, run_dir, tail
@@ -125,9 +126,7 @@ class ZfsVM:
     def _save(self) -> None:
         path = self.state_path(self.name)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(self.state, indent=2) + "\n")
-        os.replace(tmp, path)
+        atomic_write(path, json.dumps(self.state, indent=2) + "\n")
 
     @classmethod
     def load(cls, name: str = "backup") -> ZfsVM:
