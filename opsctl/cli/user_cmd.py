@@ -42,6 +42,14 @@ def _plan(fn, *args):
         _bad(str(exc))
 
 
+def _save(plan) -> None:
+    """--no-apply: only write the edited site file (re-validated; a clash with another edit is bad input)."""
+    try:
+        plan.doc.save()
+    except SpecError as exc:
+        _bad(exc.problems)
+
+
 def _apply(plan, *, as_json: bool, secret_vars: dict | None = None, extra_vars: dict | None = None):
     from opsctl.apply.runner import Interrupted
     from opsctl.users import apply_change
@@ -110,10 +118,7 @@ def add(
         # Only this user's password is passed (0600 vars file), and set even if the account had one.
         secrets = {"samba_passwords": {name: password}}
     if no_apply:
-        try:
-            plan.doc.save()
-        except SpecError as exc:
-            _bad(exc.problems)
+        _save(plan)
     else:
         # samba_password_update: (re)set the given password even if the account is already in Samba's database;
         # it loops over the given passwords only. (netatalk_password_update would loop over every AFP user.)
@@ -161,10 +166,7 @@ def set_quota(
             fail(f"{exc}; cannot read the current usage, nothing was applied")
         _apply(plan, as_json=as_json)
     else:
-        try:
-            plan.doc.save()
-        except SpecError as exc:
-            _bad(exc.problems)
+        _save(plan)
     if as_json:
         print_json({"ok": True, "action": "set-quota", "user": name, "quota": quota, "used_bytes": used,
                     "applied": not no_apply})
@@ -218,10 +220,7 @@ def remove(
     if in_spec:
         plan = _plan(plan_remove, loaded, name)
         if no_apply:
-            try:
-                plan.doc.save()
-            except SpecError as exc:
-                _bad(exc.problems)
+            _save(plan)
         else:
             _apply(plan, as_json=as_json)
             try:
