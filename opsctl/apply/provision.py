@@ -69,10 +69,11 @@ def provision(
     """Apply ``site`` (or its ``limit`` hosts) with ``playbooks/<playbook>``; return the run's summary.
 
     ``force_disks`` (ignored with ``check``) lets ZFS create the pool on disks that carry a filesystem;
-    ``confirm_disks`` is asked first and must return True (else, or without it: :class:`~opsctl.errors.BadInput`).
-    Raises :class:`~opsctl.apply.secrets.SecretError` when a password cannot be had (checked first: nothing
-    has been sent to a host then), :class:`~opsctl.errors.HostUnreachable` (:class:`~opsctl.errors.HostKeyError`
-    for an untrusted host key), and :class:`~opsctl.apply.runner.Interrupted` on SIGINT/SIGTERM.
+    ``confirm_disks`` is asked first and must return True (else, or without it: ``BadInput``).
+
+    Raises :class:`~opsctl.errors.BadInput` (also ``SecretError``: a password cannot be had; checked
+    before anything is sent to a host), :class:`~opsctl.errors.HostUnreachable` (``HostKeyError``: an
+    untrusted host key), and :class:`~opsctl.apply.runner.Interrupted` on SIGINT/SIGTERM.
     """
     hosts = limit or [h.name for h in site.hosts]
     if force_disks and not check:

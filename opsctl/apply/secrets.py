@@ -29,14 +29,16 @@ from pathlib import Path
 
 import yaml
 
+from opsctl.errors import BadInput
 from opsctl.files import atomic_write
 from opsctl.locks import file_lock
 from opsctl.paths import cache_dir
 from opsctl.spec.models import Site
 
 
-class SecretError(Exception):
-    """A password source cannot be used; the message names the source and the fix (never a password)."""
+class SecretError(BadInput):
+    """A password source cannot be used; the message names the source and the fix (never a password).
+    Bad input (exit 2): nothing was applied."""
 
 
 #: Characters a password must not contain: line breaks and NUL end the line ``chpasswd``/``smbpasswd -s``

@@ -30,7 +30,6 @@ def provision(
     the training host. A second run reports zero changes."""
     from opsctl.apply import provision as service
     from opsctl.apply.runner import Interrupted
-    from opsctl.apply.secrets import SecretError
 
     loaded = load_site(site, quiet=as_json)
     names = [h.name for h in loaded.site.hosts]
@@ -42,7 +41,7 @@ def provision(
         with contextlib.nullcontext(None) if as_json else live_progress(limit or names) as on_event:
             summary = service.provision(loaded.site, playbook, limit=limit, check=check, diff=diff,
                                         force_disks=force_disks, confirm_disks=confirm, on_event=on_event)
-    except (BadInput, SecretError) as exc:
+    except BadInput as exc:  # --force-disks not confirmed, a Samba password missing or unusable
         fail(f"{exc}; nothing was applied", EXIT_BAD_INPUT)
     except HostUnreachable as exc:
         fail(f"{exc}; nothing was applied")
