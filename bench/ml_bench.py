@@ -24,8 +24,12 @@ import dataclasses
 import json
 import math
 import os
+import re
+import statistics
+import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 import torch
@@ -35,6 +39,7 @@ import torch.nn.functional as F
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "ml"))
 
 from charlm.data import read_names, split_names  # noqa: E402
+from charlm.metrics import read_jsonl  # noqa: E402
 from charlm.train import TrainConfig, train  # noqa: E402
 
 # makemore's own results on this machine (180 s, 1 thread, default sizes, batch 32)
@@ -196,6 +201,170 @@ def makemore_throughput(kind, train_words, seconds, batch_size=32):
     }
 
 
+# ---------------------------------------------------------------------------------------
+# upstream makemore (karpathy/makemore's makemore.py itself), run side by side with charlm
+_CACHE = os.environ.get("OPSCTL_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "opsctl")
+MAKEMORE_DEFAULT = os.path.join(_CACHE, "makemore", "makemore.py")
+_STEP_LINE = re.compile(r"^step (\d+) \| loss ([0-9.]+) \| step time ([0-9.]+)ms")
+_EVAL_LINE = re.compile(r"^step (\d+) train loss: ([0-9.]+) test loss: ([0-9.]+)")
+
+
+def find_makemore(path: str | None) -> str | None:
+    """--makemore PATH, else $CHARLM_MAKEMORE, else OPSCTL_CACHE/makemore/makemore.py if it exists."""
+    path = path or os.environ.get("CHARLM_MAKEMORE") or (MAKEMORE_DEFAULT if os.path.isfile(MAKEMORE_DEFAULT) else None)
+    if path and not os.path.isfile(path):
+        raise SystemExit(f"ml_bench: error: --makemore {path}: no such file (give the path of makemore.py)")
+    return path
+
+
+def _pin(core: int | None):
+    if core is None or not hasattr(os, "sched_setaffinity"):
+        return None
+    return lambda: os.sched_setaffinity(0, {core})
+
+
+def cores_for_two() -> tuple[int | None, int | None]:
+    """Two distinct cores of this process's affinity for the side-by-side runs (None: don't pin)."""
+    try:
+        cores = sorted(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return None, None
+    return (cores[0], cores[1]) if len(cores) >= 2 else (None, None)
+
+
+class UpstreamMakemore:
+    """makemore.py in a subprocess (its own argument defaults: n_embd 64, 4 layers, 4 heads, batch 32,
+    AdamW 5e-4), stopped after `seconds` of its training (counted from its first step). It has no
+    time limit of its own; it logs every 10th step's time and evaluates every 500 steps."""
+
+    def __init__(self, path, kind, names, seconds, workdir, threads=1, device="cpu", core=None, workers=0, extra=()):
+        self.path, self.seconds = path, seconds
+        site = os.environ.get("CHARLM_MAKEMORE_SITE") or os.path.join(os.path.dirname(path), "site")
+        # makemore imports torch.utils.tensorboard; a tensorboard installed next to it (pip install --target
+        # DIR/site tensorboard) goes at the END of sys.path, so this venv's torch and numpy are the ones used
+        boot = (
+            "import runpy, sys; sys.path.append(sys.argv.pop(1)); sys.argv[0] = sys.argv[1]; "
+            "runpy.run_path(sys.argv.pop(1), run_name='__main__')"
+        )
+        cmd = [sys.executable, "-u", "-c", boot, site, path, "--type", {"nbigram": "bigram"}.get(kind, kind)]
+        cmd += ["-i", names, "-o", workdir, "--num-workers", str(workers), "--device", device, *extra]
+        self.cmd = cmd[4:]
+        env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+        self.proc = subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, preexec_fn=_pin(core)
+        )
+        self.step_ms, self.evals, self.tail = [], [], []
+        self.t_first = self.t_last = None
+        self.last_step = 0
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self):
+        for line in self.proc.stdout:
+            now = time.perf_counter()
+            self.tail = (self.tail + [line.rstrip()])[-5:]
+            m = _STEP_LINE.match(line)
+            if m:
+                if self.t_first is None:
+                    self.t_first = now
+                self.last_step, self.t_last = int(m[1]), now
+                self.step_ms.append(float(m[3]))
+            m = _EVAL_LINE.match(line)
+            if m:
+                self.evals.append((int(m[1]), float(m[3]), now))
+
+    def finish(self, timeout_start=600.0) -> dict:
+        """Wait until it has trained `seconds`, stop it, return its figures."""
+        t0 = time.perf_counter()
+        while self.proc.poll() is None:
+            if self.t_first is None and time.perf_counter() - t0 > timeout_start:
+                break
+            if self.t_first is not None and time.perf_counter() - self.t_first >= self.seconds:
+                break
+            time.sleep(0.2)
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.reader.join(5)
+        if self.t_first is None or not self.step_ms:
+            raise SystemExit("ml_bench: error: makemore never trained; its last lines:\n" + "\n".join(self.tail))
+        return {
+            "steps": self.last_step + 1,
+            "wall_s": self.t_last - self.t_first,
+            "median_step_ms": statistics.median(self.step_ms),
+            "test_loss": self.evals[-1][1] if self.evals else None,
+            "test_loss_step": self.evals[-1][0] if self.evals else None,
+            "args": self.cmd,
+        }
+
+
+def side_by_side(args, kind, names_path, split, root, overrides) -> dict:
+    """charlm (this process) and upstream makemore (a subprocess) train for --seconds at the same
+    time, each on its own core when there are two; real tokens/s of both, wall-clock and per step.
+    makemore gets the shape of charlm's model (--n-layer/--n-head/--n-embd), so both are the same size."""
+    core_ours, core_mm = cores_for_two() if args.device == "cpu" else (None, None)
+    cfg = TrainConfig(data=names_path, model=kind, out=root, time_budget=args.seconds, **overrides)
+    shape = []
+    for key in ("n_layer", "n_head", "n_embd") if kind == "transformer" else ():
+        value = cfg.resolved(key)
+        if value is not None:
+            shape += ["--" + key.replace("_", "-"), str(value)]
+    mm = UpstreamMakemore(
+        args.makemore, kind, names_path, args.seconds, os.path.join(root, kind + "-makemore"),
+        threads=args.threads, device=args.device, core=core_mm, workers=args.makemore_workers, extra=shape,
+    )  # fmt: skip
+    old_affinity = os.sched_getaffinity(0) if core_ours is not None else None
+    if core_ours is not None:
+        os.sched_setaffinity(0, {core_ours})
+    try:
+        rep = ours(
+            names_path, kind, os.path.join(root, kind), args.threads, time_budget=args.seconds,
+            eval_every=10**9, device=args.device, **overrides,
+        )  # fmt: skip
+    finally:
+        if old_affinity is not None:
+            os.sched_setaffinity(0, old_affinity)
+    m = mm.finish()
+    # makemore draws 32 names uniformly: its expected real (unpadded) targets per step
+    real_per_step = 32 * statistics.fmean(len(w) + 1 for w in split.train)
+    m["real_tokens_per_s_wall"] = m["steps"] * real_per_step / m["wall_s"]
+    m["real_tokens_per_s_median_step"] = real_per_step / (m["median_step_ms"] / 1000)
+    records = read_jsonl(os.path.join(root, kind, "metrics.jsonl"))
+    elapsed = records[-1]["elapsed"] if records else rep["train_time_s"]
+    r = {
+        "ours": {
+            "test_loss": rep["test_loss"]["nats"],
+            "steps": rep["steps"],
+            "real_tokens_per_s_wall": rep["tokens_trained"] / elapsed,
+            "real_tokens_per_s_step": rep["tokens_per_s"],
+            "params": rep["params"],
+            "model_config": rep["model_config"],
+            "device": rep["device"],
+        },
+        "makemore": m,
+    }
+    r["ratio_wall"] = r["ours"]["real_tokens_per_s_wall"] / m["real_tokens_per_s_wall"]
+    r["ratio_step"] = r["ours"]["real_tokens_per_s_step"] / m["real_tokens_per_s_median_step"]
+    o = r["ours"]
+    mm_loss = "n/a" if m["test_loss"] is None else f"{m['test_loss']:.4f} (its eval at step {m['test_loss_step']})"
+    print(
+        f"[{kind}] side by side, {args.seconds:.0f} s each, {args.device}"
+        + (f", cores {core_ours}/{core_mm}" if core_ours is not None else "")
+        + f":\n  charlm   test loss {o['test_loss']:.4f} | {o['steps']} steps"
+        f" | real tok/s {o['real_tokens_per_s_wall']:,.0f} wall, {o['real_tokens_per_s_step']:,.0f} in steps"
+        f" | {o['params']:,} params\n"
+        f"  makemore test loss {mm_loss} | {m['steps']} steps | real tok/s {m['real_tokens_per_s_wall']:,.0f}"
+        f" wall, {m['real_tokens_per_s_median_step']:,.0f} at its median step ({m['median_step_ms']:.2f} ms)\n"
+        f"  ratio charlm/makemore: wall-clock {r['ratio_wall']:.2f}x, per step (our mean vs its median)"
+        f" {r['ratio_step']:.2f}x",
+        flush=True,
+    )
+    return r, rep
+
+
 def ours(names_path, kind, out, threads, **kw):
     cfg = TrainConfig(data=names_path, model=kind, out=out, threads=threads, quiet=True, notify=False, **kw)
     return train(cfg)
@@ -245,6 +414,13 @@ def main(argv=None) -> int:
     )
     p.add_argument("--throughput-seconds", type=float, default=8.0, help="timing window per side")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="cuda: both sides on the GPU")
+    p.add_argument(
+        "--makemore",
+        help="upstream makemore.py, run side by side with charlm for mlp/transformer (default: $CHARLM_MAKEMORE, "
+        "else OPSCTL_CACHE/makemore/makemore.py when present; without it, the re-implemented step below)",
+    )
+    p.add_argument("--makemore-workers", type=int, default=0, help="makemore's --num-workers (default 0: one core)")
     p.add_argument("--out", help="keep run directories here (default: a temporary directory)")
     p.add_argument("--json", help="also write the results to this JSON file")
     p.add_argument(
@@ -258,6 +434,9 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
 
     overrides = parse_overrides(args.set, p)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        p.error("--device cuda: no CUDA device here (torch.cuda.is_available() is False)")
+    args.makemore = find_makemore(args.makemore)
     torch.set_num_threads(args.threads)
     names, _ = read_names(args.names)
     split = split_names(names)
@@ -272,8 +451,13 @@ def main(argv=None) -> int:
             rep = ours(args.names, kind, out, args.threads)
         elif kind == "nbigram":
             rep = ours(args.names, kind, out, args.threads)  # converges in its default 1000 steps
+        elif args.makemore:
+            r["upstream"], rep = side_by_side(args, kind, args.names, split, root, overrides)
         else:
-            rep = ours(args.names, kind, out, args.threads, time_budget=args.seconds, eval_every=10**9, **overrides)
+            rep = ours(
+                args.names, kind, out, args.threads, time_budget=args.seconds, eval_every=10**9,
+                device=args.device, **overrides,
+            )  # fmt: skip
         r.update(
             test_loss=rep["test_loss"]["nats"],
             steps=rep["steps"],
@@ -293,7 +477,7 @@ def main(argv=None) -> int:
             f", delta {r['test_loss'] - r['reference_test_loss']:+.4f})",
             flush=True,
         )
-        if kind in MAKEMORE_MODELS:
+        if kind in MAKEMORE_MODELS and "upstream" not in r and args.device == "cpu":
             base = makemore_throughput(kind, split.train, args.throughput_seconds)
             same = ours_same_size(args, kind, out + "-same-size")
             r["makemore"] = base
@@ -324,6 +508,19 @@ def main(argv=None) -> int:
 
     print("\nmodel        test loss  makemore  delta    | tok/s ours  tok/s makemore  ratio")
     for kind, r in results.items():
+        if "upstream" in r:
+            u = r["upstream"]
+            mm_loss = u["makemore"]["test_loss"]
+            tp = (
+                f"{u['ours']['real_tokens_per_s_wall']:>10,.0f}  {u['makemore']['real_tokens_per_s_wall']:>14,.0f}"
+                f"  {u['ratio_wall']:>4.2f}x wall, {u['ratio_step']:.2f}x per step (upstream makemore"
+                + (f", its test loss {mm_loss:.4f})" if mm_loss is not None else ")")
+            )
+            print(
+                f"{kind:<12} {r['test_loss']:.4f}     {r['reference_test_loss']:.4f}    "
+                f"{r['test_loss'] - r['reference_test_loss']:+.4f}  | {tp}"
+            )
+            continue
         tp = (
             f"{r['ours_same_size']['real_tokens_per_s']:>10,.0f}  {r['makemore']['real_tokens_per_s']:>14,.0f}"
             f"  {r['throughput_ratio']:>4.2f}x"
@@ -345,6 +542,8 @@ def main(argv=None) -> int:
                     "threads": args.threads,
                     "seconds": args.seconds,
                     "overrides": overrides,
+                    "device": args.device,
+                    "makemore": args.makemore,
                     "results": results,
                 },
                 f,
