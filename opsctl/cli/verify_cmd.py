@@ -9,7 +9,7 @@ from rich.table import Table
 from rich.text import Text
 
 from opsctl.cli.common import EXIT_BAD_INPUT, JsonOpt, SiteOpt, console, err, fail, load_site, print_json, styled
-from opsctl.errors import HostUnreachable
+from opsctl.errors import BadInput, HostUnreachable
 
 
 def verify(
@@ -18,14 +18,9 @@ def verify(
     as_json: JsonOpt = False,
 ) -> None:
     """Check the hosts against the spec: pool, datasets, dirs, smbd + SMB login, afpd + AFP volume, mDNS."""
-    from opsctl.apply.secrets import SecretError, samba_passwords
     from opsctl.verify import verify_site
 
     loaded = load_site(site, quiet=as_json)
-    try:
-        passwords = samba_passwords(loaded.site)
-    except SecretError as exc:
-        fail(str(exc), EXIT_BAD_INPUT)
 
     def show(check) -> None:
         if not as_json:
@@ -36,7 +31,9 @@ def verify(
                       highlight=False, soft_wrap=True)
 
     try:
-        results = verify_site(loaded.site, limit, passwords, on_check=show)
+        results = verify_site(loaded.site, limit, on_check=show)
+    except BadInput as exc:  # a password that cannot be had (SecretError): nothing was contacted
+        fail(str(exc), EXIT_BAD_INPUT)
     except HostUnreachable as exc:
         fail(str(exc))
     failed = [r for r in results if not r.ok]

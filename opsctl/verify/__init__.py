@@ -18,6 +18,15 @@ from opsctl.verify.checks import CHECKS, Check, Probe
 
 def verify_site(site: Site, hosts: list[str] | None = None, passwords: dict | None = None,
                 on_check: Callable[[Check], None] | None = None) -> list[Check]:
+    """Run every check of every host (or of ``hosts``); ``on_check`` sees each result as it comes.
+
+    The SMB/AFP logins use ``passwords`` (user -> password); when None they are fetched from the
+    site's secret sources here (:func:`opsctl.apply.secrets.samba_passwords`; a missing one is a
+    :class:`~opsctl.apply.secrets.SecretError`, raised before any host is contacted)."""
+    if passwords is None:
+        from opsctl.apply.secrets import samba_passwords
+
+        passwords = samba_passwords(site)
     results: list[Check] = []
     for name in hosts or [h.name for h in site.hosts]:
         ctx = context_for(site, name)
