@@ -209,11 +209,11 @@ _STEP_LINE = re.compile(r"^step (\d+) \| loss ([0-9.]+) \| step time ([0-9.]+)ms
 _EVAL_LINE = re.compile(r"^step (\d+) train loss: ([0-9.]+) test loss: ([0-9.]+)")
 
 
-def find_makemore(path: str | None) -> str | None:
+def find_makemore(path: str | None, parser) -> str | None:
     """--makemore PATH, else $CHARLM_MAKEMORE, else OPSCTL_CACHE/makemore/makemore.py if it exists."""
     path = path or os.environ.get("CHARLM_MAKEMORE") or (MAKEMORE_DEFAULT if os.path.isfile(MAKEMORE_DEFAULT) else None)
     if path and not os.path.isfile(path):
-        raise SystemExit(f"ml_bench: error: --makemore {path}: no such file (give the path of makemore.py)")
+        parser.error(f"--makemore {path}: no such file (give the path of upstream makemore.py, or set CHARLM_MAKEMORE)")
     return path
 
 
@@ -436,7 +436,7 @@ def main(argv=None) -> int:
     overrides = parse_overrides(args.set, p)
     if args.device == "cuda" and not torch.cuda.is_available():
         p.error("--device cuda: no CUDA device here (torch.cuda.is_available() is False)")
-    args.makemore = find_makemore(args.makemore)
+    args.makemore = find_makemore(args.makemore, p)
     torch.set_num_threads(args.threads)
     names, _ = read_names(args.names)
     split = split_names(names)
