@@ -316,7 +316,7 @@ class Backup(Strict):
         share_names = [s["name"] for s in self.time_machine_shares] + [s.name for s in self.shares]
         _unique("shares", [n.lower() for n in share_names], "share names must differ (case-insensitively)")
         _unique("datasets", [s["dataset"] for s in self.time_machine_shares]
-                + [f"{self.pool.name}/{s.dataset}" for s in self.shares], "give each share its own dataset")
+                + [self.share_dataset(s.dataset) for s in self.shares], "give each share its own dataset")
         users = {u.name for u in self.users}
         for share in self.shares:
             unknown = [u for u in share.valid_users if u not in users]
@@ -347,12 +347,12 @@ class Backup(Strict):
         """One Time Machine share per user: name, dataset, mountpoint, sizes, protocols, index ``dk``."""
         shares = []
         for index, user in enumerate(self.users):
-            dataset = f"{self.pool.root_dataset}/{user.name}"
+            dataset = self.user_dataset(user.name)
             shares.append({
                 "name": f"{self.share_prefix}{user.name}",
                 "user": user.name,
                 "dataset": dataset,
-                "path": f"{self.pool.root_mountpoint}/{user.name}",
+                "path": self.user_path(user.name),
                 "quota": user.quota,
                 "tm_size": user.tm_size_zfs,
                 "tm_size_bytes": user.tm_size_bytes,
@@ -367,8 +367,20 @@ class Backup(Strict):
     @property
     def other_shares(self) -> list[dict]:
         """The extra (non Time Machine) shares with their full dataset name and path."""
-        return [{**share.model_dump(mode="json"), "dataset": f"{self.pool.name}/{share.dataset}",
-                 "path": f"/{self.pool.name}/{share.dataset}"} for share in self.shares]
+        return [{**share.model_dump(mode="json"), "dataset": self.share_dataset(share.dataset),
+                 "path": f"/{self.share_dataset(share.dataset)}"} for share in self.shares]
+
+    # The one naming rule of the datasets (opsctl.state.backup builds the desired state with it).
+    def user_dataset(self, user: str) -> str:
+        """The Time Machine dataset of ``user`` (listed in the site or not: a removed user's too)."""
+        return f"{self.pool.root_dataset}/{user}"
+
+    def user_path(self, user: str) -> str:
+        return f"{self.pool.root_mountpoint}/{user}"
+
+    def share_dataset(self, dataset: str) -> str:
+        """An extra share's dataset (``dataset`` as given under ``shares:``, below the pool)."""
+        return f"{self.pool.name}/{dataset}"
 
 
 # --------------------------------------------------------------------------- training host

@@ -182,7 +182,7 @@ def _str(value: object) -> str:
 def dataset_of(site: Site, user: str) -> str:
     """The Time Machine dataset of ``user`` (whether or not the site lists the user)."""
     assert site.backup is not None
-    return f"{site.backup.pool.root_dataset}/{user}"
+    return site.backup.user_dataset(user)
 
 
 def backup_state(site: Site) -> BackupState | None:
