@@ -16,18 +16,26 @@ with the remote traceback's last line, never a controller traceback.
 from __future__ import annotations
 
 import json
+import os
 import shlex
 
 from ansible.errors import AnsibleActionFail
+from ansible.plugins.action import ActionBase
 
-#: Runs on the host: read {source, name, error, params} from stdin, run converge, print JSON.
+#: Runs on the host: read {source, name, error, params, compat} from stdin, run the module, print JSON.
+#: With ``compat`` (an ordinary Ansible module: ``main()`` + ``AnsibleModule``) the stand-in of
+#: ``_opsctl_compat.py`` runs it; otherwise the module's ``converge(params)``.
 BOOTSTRAP = (
     "import json,sys\n"
     "d=json.loads(sys.stdin.buffer.read())\n"
     "g={'__name__':'opsctl_lean_'+d['name']}\n"
     "try:\n"
-    " exec(compile(d['source'],d['name']+'.py','exec'),g)\n"
-    " r=g['converge'](d['params'])\n"
+    " if d.get('compat'):\n"
+    "  exec(compile(d['compat'],'_opsctl_compat.py','exec'),g)\n"
+    "  r=g['run'](d['source'],d['name'],d['params'])\n"
+    " else:\n"
+    "  exec(compile(d['source'],d['name']+'.py','exec'),g)\n"
+    "  r=g['converge'](d['params'])\n"
     "except g.get(d['error'],()) as e:\n"
     " r={'failed':True,'msg':str(e)}\n"
     "except Exception as e:\n"
@@ -36,10 +44,13 @@ BOOTSTRAP = (
 )
 
 
-def run_lean(action, name: str, error: str, params: dict, task_vars: dict, *, show_errors: bool = True) -> dict:
-    """Run module ``name`` (found like any module: ansible.cfg's ``library``) with ``params``.
+def run_lean(action, name: str, error: str, params: dict, task_vars: dict, *, show_errors: bool = True,
+             compat: bool = False) -> dict:
+    """Run module ``name`` (found like any module: ansible.cfg's ``library`` or the role's) with ``params``.
 
     ``show_errors=False`` keeps unexpected exception texts out of the result (password module).
+    ``compat=True`` runs an ordinary Ansible module (``main()`` with ``AnsibleModule``) through the
+    stand-in in ``_opsctl_compat.py``.
     """
     found = action._shared_loader_obj.module_loader.find_plugin_with_context(name)
     if not found.resolved:
@@ -47,8 +58,11 @@ def run_lean(action, name: str, error: str, params: dict, task_vars: dict, *, sh
     with open(found.plugin_resolved_path, encoding="utf-8") as f:
         source = f.read()
     params = dict(params, _ansible_check_mode=bool(action._task.check_mode), _ansible_diff=bool(action._task.diff))
-    payload = json.dumps({"source": source, "name": name, "error": error, "params": params,
-                          "show": show_errors}).encode("utf-8")
+    doc = {"source": source, "name": name, "error": error, "params": params, "show": show_errors}
+    if compat:
+        with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "_opsctl_compat.py"), encoding="utf-8") as f:
+            doc["compat"] = f.read()
+    payload = json.dumps(doc).encode("utf-8")
     interpreter = action._templar.template(task_vars.get("ansible_python_interpreter") or "/usr/bin/python3")
     cmd = f"{shlex.quote(str(interpreter))} -c {shlex.quote(BOOTSTRAP)}"
     res = action._low_level_execute_command(cmd, in_data=payload, sudoable=True)
@@ -63,3 +77,46 @@ def run_lean(action, name: str, error: str, params: dict, task_vars: dict, *, sh
     if not isinstance(result, dict):
         return {"failed": True, "msg": f"{name}: unexpected result from the host"}
     return result
+
+
+def lean_action(name: str, error: str, keys: set[str], *, lists: tuple[str, ...] = (),
+                show_errors: bool = True) -> type:
+    """The action plugin class of the lean module ``name``: its arguments are checked here (only
+    ``keys``; each of ``lists`` must be a list), before anything is sent to the host."""
+
+    class ActionModule(ActionBase):
+        TRANSFERS_FILES = False
+        _supports_check_mode = True
+
+        def run(self, tmp=None, task_vars=None):
+            result = super().run(tmp, task_vars)
+            unknown = sorted(set(self._task.args) - keys)
+            if unknown:
+                raise AnsibleActionFail(f"{name}: unknown argument(s) {', '.join(unknown)}; "
+                                        f"allowed: {', '.join(sorted(keys))}")
+            for key in lists:
+                if not isinstance(self._task.args.get(key) or [], list):
+                    raise AnsibleActionFail(f"{name}: {key} = {self._task.args.get(key)!r} must be a list")
+            result.update(run_lean(self, name, error, dict(self._task.args), task_vars or {},
+                                   show_errors=show_errors))
+            return result
+
+    ActionModule.__doc__ = f"Runs {name} in one ssh command (action_plugins/_opsctl_lean.py)."
+    return ActionModule
+
+
+def compat_action(name: str) -> type:
+    """The action plugin class that runs the ordinary Ansible module ``name`` on the lean path: one ssh
+    command, no AnsiballZ zip, the same arguments, result and check mode (see ``_opsctl_compat.py``)."""
+
+    class ActionModule(ActionBase):
+        TRANSFERS_FILES = False
+        _supports_check_mode = True
+
+        def run(self, tmp=None, task_vars=None):
+            result = super().run(tmp, task_vars)
+            result.update(run_lean(self, name, "_NoSuchError", dict(self._task.args), task_vars or {}, compat=True))
+            return result
+
+    ActionModule.__doc__ = f"Runs {name} in one ssh command (action_plugins/_opsctl_lean.py)."
+    return ActionModule

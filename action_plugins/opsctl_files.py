@@ -26,21 +26,17 @@ field and the value; nothing is sent to the host then.
 from __future__ import annotations
 
 import base64
-import importlib.util
 import os
+import sys
 
 from ansible.errors import AnsibleActionFail
 from ansible.plugins.action import ActionBase
 from ansible.template import generate_ansible_template_vars, trust_as_template
 
-
-def load_lean():
-    """action_plugins/_opsctl_lean.py (a sibling file; plugin directories are not packages)."""
-    spec = importlib.util.spec_from_file_location(
-        "opsctl_action_lean", os.path.join(os.path.dirname(os.path.abspath(__file__)), "_opsctl_lean.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+_HERE = os.path.dirname(os.path.abspath(__file__))
+if _HERE not in sys.path:
+    sys.path.insert(0, _HERE)  # this folder: _opsctl_lean
+from _opsctl_lean import run_lean  # noqa: E402
 
 DOCUMENTATION = """
 module: opsctl_files
@@ -125,5 +121,5 @@ class ActionModule(ActionBase):
                           "keep": keep})
         module_args = {"directories": list(args.get("directories") or []), "files": files,
                        "lines": list(args.get("lines") or []), "prune": prune}
-        result.update(load_lean().run_lean(self, "opsctl_files", "FileError", module_args, task_vars))
+        result.update(run_lean(self, "opsctl_files", "FileError", module_args, task_vars))
         return result

@@ -5,31 +5,12 @@ line and never in a file on the host; unexpected errors on the host are reported
 text (it could quote a password). Use the task with ``no_log: true``.
 """
 
-from __future__ import annotations
-
-import importlib.util
 import os
+import sys
 
-from ansible.errors import AnsibleActionFail
-from ansible.plugins.action import ActionBase
+_HERE = os.path.dirname(os.path.abspath(__file__))
+if _HERE not in sys.path:
+    sys.path.insert(0, _HERE)  # this folder: _opsctl_lean
+from _opsctl_lean import lean_action  # noqa: E402
 
-_KEYS = {"kind", "passwords", "update"}
-
-
-class ActionModule(ActionBase):
-    TRANSFERS_FILES = False
-    _supports_check_mode = True
-
-    def run(self, tmp=None, task_vars=None):
-        result = super().run(tmp, task_vars)
-        unknown = sorted(set(self._task.args) - _KEYS)
-        if unknown:
-            raise AnsibleActionFail(f"opsctl_passwords: unknown argument(s) {', '.join(unknown)}; "
-                                    f"allowed: {', '.join(sorted(_KEYS))}")
-        spec = importlib.util.spec_from_file_location(
-            "opsctl_action_lean", os.path.join(os.path.dirname(os.path.abspath(__file__)), "_opsctl_lean.py"))
-        lean = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(lean)
-        result.update(lean.run_lean(self, "opsctl_passwords", "PasswordError", dict(self._task.args),
-                                    task_vars or {}, show_errors=False))
-        return result
+ActionModule = lean_action("opsctl_passwords", "PasswordError", {"kind", "passwords", "update"}, show_errors=False)
