@@ -1,9 +1,14 @@
-"""Shared helpers of the role tests: throwaway inventories, ansible-playbook runs, recap parsing.
+"""Shared helpers of the role tests: a site whose host is a sandbox container or the session VM,
+applied through opsctl's own apply path.
 
-Every role test builds a site in Python, writes a small YAML inventory into ``tmp_path`` whose
-hosts carry the one variable ``opsctl`` = :func:`opsctl.render.context.context_for` (exactly what
-``opsctl provision`` puts there), runs the role's ``molecule/default/converge.yml`` twice with
-``ansible-playbook`` (the second run must report ``changed=0``) and verifies with testinfra.
+Every role test builds a site in Python and names the host the role runs on after the test's
+sandbox (:func:`target_site`: ``connection: docker`` to the container ``opsctl-<name>``, or
+``sandbox: vm`` for the session VM aliased under that name). :func:`run_playbook` then runs the
+role's ``molecule/default/converge.yml`` (or a playbook of ``playbooks/``) with
+:func:`opsctl.apply.runner.run_playbook`, which writes the inventory with
+:mod:`opsctl.apply.inventory` (groups, host vars, the ``opsctl`` context, ``!unsafe`` tagging) and
+runs ``ansible-playbook`` with opsctl's events callback, exactly as ``opsctl provision`` does.
+:func:`converge_twice` checks that the second run reports ``changed=0``; testinfra verifies.
 
 Outside CI a test skips when its sandbox (Docker engine, images, the ZFS VM) cannot run here; in
 CI (``CI=true``) it fails instead, so a broken path cannot pass unnoticed.
@@ -12,17 +17,20 @@ CI (``CI=true``) it fails instead, so a broken path cannot pass unnoticed.
 from __future__ import annotations
 
 import copy
-import os
-import re
+import json
 import shutil
-import subprocess
+import sys
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 import yaml
 
+import opsctl.sandbox  # noqa: F401  (registers how sandbox hosts are reached, as the CLI does)
+from opsctl.apply import inventory as opsctl_inventory
+from opsctl.apply import runner
 from opsctl.render.context import context_for
 from opsctl.spec.loader import DEFAULT_SITE
 from opsctl.spec.models import Site
@@ -32,11 +40,8 @@ from tests.support.paths import REPO
 ROLES = REPO / "roles"
 #: Passwords used by the role tests (never real ones).
 TEST_PASSWORDS = {"alice": "alice-Secret-1", "bob": "bob-Secret-2"}
-
-_RECAP = re.compile(
-    r"^(?P<host>\S+)\s*:\s*ok=(?P<ok>\d+)\s+changed=(?P<changed>\d+)\s+unreachable=(?P<unreachable>\d+)\s+"
-    r"failed=(?P<failed>\d+)\s+skipped=(?P<skipped>\d+)\s+rescued=(?P<rescued>\d+)\s+ignored=(?P<ignored>\d+)",
-    re.M)
+#: Variables ``opsctl provision`` passes as secrets (a 0600 file of their own), not as extra vars.
+SECRET_VARS = ("samba_passwords",)
 
 
 def sandbox_site_data() -> dict:
@@ -48,35 +53,71 @@ def make_site(data: dict | None = None) -> Site:
     return Site.model_validate(copy.deepcopy(data) if data is not None else sandbox_site_data())
 
 
-def docker_host_vars(container: str) -> dict:
-    return {"ansible_connection": "community.docker.docker", "ansible_host": container,
-            "ansible_python_interpreter": "/usr/bin/python3"}
+def target_site(site: Site | dict, site_host: str, name: str, *, container: bool = True) -> Site:
+    """``site`` with its host ``site_host`` renamed to ``name`` everywhere the site names it, reached
+    as the sandbox container ``opsctl-<name>`` (``connection: docker``, a product connection) or,
+    with ``container=False``, as the sandbox VM called ``name`` (``sandbox: vm``)."""
+    data = copy.deepcopy(site if isinstance(site, dict) else site.model_dump(mode="json", exclude_unset=True,
+                                                                            exclude_computed_fields=True))
+    hosts = [h for h in data["hosts"] if h["name"] == site_host]
+    assert hosts, f"the site has no host {site_host!r}"
+    host = {k: v for k, v in hosts[0].items() if k not in ("sandbox", "connection", "address", "port", "user")}
+    host["name"] = name
+    host.update({"connection": "docker", "address": f"opsctl-{name}"} if container else {"sandbox": "vm"})
+    data["hosts"] = [host if h["name"] == site_host else h for h in data["hosts"]]
+    for section in ("backup", "training"):
+        if (data.get(section) or {}).get("host") == site_host:
+            data[section]["host"] = name
+    slurm = data.get("slurm") or {}
+    if slurm.get("controller") == site_host:
+        slurm["controller"] = name
+    for node in slurm.get("nodes", []):
+        if node.get("name") == site_host:
+            node["name"] = name
+    return Site.model_validate(data)
 
 
-#: The inventory group of each sandbox site host.
-GROUPS = {"backup": "backup_servers", "trainer": "training_hosts"}
+@dataclass
+class Target:
+    """Where a role test applies: the site, its host ``host`` (the sandbox), the variables the test
+    adds on the command line (role switches; ``-e`` like ``opsctl provision``'s extra vars) and its
+    secrets, and a copy of the inventory opsctl builds for it (``inventory``, for reading)."""
+
+    site: Site
+    host: str
+    inventory: Path
+    extra_vars: dict = field(default_factory=dict)
+    secret_vars: dict = field(default_factory=dict)
 
 
-def write_inventory(path: Path, site: Site, hosts: dict[str, dict]) -> Path:
-    """Write an inventory: ``hosts`` maps inventory name -> {"site_host", "groups", "vars"}.
-
-    Each host gets ``opsctl = context_for(site, site_host)`` plus its ``vars``.
-    """
-    groups: dict[str, dict] = {}
-    for name, spec in hosts.items():
-        hostvars = {"opsctl": context_for(site, spec["site_host"]), **spec.get("vars", {})}
-        for group in spec.get("groups", ["ungrouped"]):
-            groups.setdefault(group, {"hosts": {}})["hosts"][name] = hostvars
-    path.write_text(yaml.safe_dump({"all": {"children": groups}}, sort_keys=False))
-    return path
+def make_target(path: Path, site: Site, host: str, **variables) -> Target:
+    """A :class:`Target` for ``host`` of ``site``; ``variables`` named in :data:`SECRET_VARS` go as secrets."""
+    secret = {k: v for k, v in variables.items() if k in SECRET_VARS}
+    extra = {k: v for k, v in variables.items() if k not in SECRET_VARS}
+    opsctl_inventory.write_inventory(path, opsctl_inventory.build_inventory(site, [host]))
+    return Target(site, host, path, extra, secret)
 
 
-def container_inventory(path: Path, site: Site, name: str, site_host: str, **hostvars) -> Path:
-    """Inventory of the one sandbox container ``opsctl-<name>`` standing in for ``site_host``."""
-    return write_inventory(path, site, {
-        name: {"site_host": site_host, "groups": [GROUPS[site_host]],
-               "vars": {**docker_host_vars(f"opsctl-{name}"), **hostvars}},
-    })
+def container_inventory(path: Path, site: Site, name: str, site_host: str, **variables) -> Target:
+    """The target for the sandbox container ``opsctl-<name>`` standing in for ``site_host``."""
+    return make_target(path, target_site(site, site_host, name), name, **variables)
+
+
+def vm_inventory(path: Path, vm, data: dict, name: str, *, mutate: Callable[[dict], None] | None = None,
+                 **variables) -> Target:
+    """The target for the session VM standing in for the site's backup host, under the host name
+    ``name`` (:func:`tests.support.vm.alias_vm`). ``mutate(context)`` changes the ``opsctl`` context
+    the way validation would refuse (given with ``-e``, which wins over the inventory), to prove a
+    module refuses it too."""
+    from tests.support.vm import alias_vm
+
+    alias_vm(vm, name)
+    site = target_site(data, data["backup"]["host"], name, container=False)
+    if mutate:
+        context = json.loads(json.dumps(context_for(site, name)))
+        mutate(context)
+        variables["opsctl"] = context
+    return make_target(path, site, name, **variables)
 
 
 @dataclass
@@ -85,59 +126,60 @@ class Run:
     output: str
     recap: dict[str, dict[str, int]]
     seconds: float
+    changes: list[str] = field(default_factory=list)  # "task (host)" of every changed result
 
     def changed(self, host: str) -> int:
         return self.recap[host]["changed"]
 
     def failed(self, host: str) -> int:
-        return self.recap[host]["failed"]
+        return self.recap[host]["failures"]
 
 
-def ansible_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0",
-               ANSIBLE_RETRY_FILES_ENABLED="0", ANSIBLE_HOST_KEY_CHECKING="0",
-               ANSIBLE_LOCAL_TEMP="/tmp/opsctl-ansible-local", PYTHONUNBUFFERED="1")
-    return env
+def _output(summary: runner.RunSummary, events: list[dict]) -> str:
+    """What the run printed: opsctl's event lines, then each failure's message and each diff as text."""
+    lines = [json.dumps(e, default=str) for e in events] + summary.log
+    for event in events:
+        if event.get("msg"):
+            lines.append(f"{event['status']}: [{event['host']}] {event['task']}: {event['msg']}")
+        for diff in _as_list(event.get("diff")):
+            lines += [str(diff.get(k, "")) for k in ("before", "after") if isinstance(diff, dict)]
+        lines += [f"warning: [{event['host']}] {w}" for w in event.get("warnings", [])]
+    return "\n".join(lines) + "\n"
 
 
-def run_playbook(playbook: Path, inventory: Path, *, extra_vars: dict | None = None, check: bool = False,
-                 diff: bool = False, timeout: float = 1200, log: Path | None = None) -> Run:
-    """Run ``ansible-playbook`` from the repo root (so ansible.cfg's roles/filter paths apply)."""
-    if shutil.which("ansible-playbook") is None:
+def _as_list(value) -> list:
+    return value if isinstance(value, list) else [] if value is None else [value]
+
+
+def run_playbook(playbook: Path, target: Target, *, extra_vars: dict | None = None, check: bool = False,
+                 diff: bool = False, log: Path | None = None) -> Run:
+    """Run ``playbook`` on ``target`` through :func:`opsctl.apply.runner.run_playbook`."""
+    if shutil.which("ansible-playbook", path=str(Path(sys.executable).parent)) is None \
+            and shutil.which("ansible-playbook") is None:
         need("ansible-playbook is not installed (pip install ansible)")
-    argv = ["ansible-playbook", "-i", str(inventory), str(playbook)]
-    if extra_vars:
-        import json
-
-        argv += ["-e", json.dumps(extra_vars)]
-    if check:
-        argv.append("--check")
-    if diff:
-        argv.append("--diff")
+    events: list[dict] = []
     start = time.monotonic()
-    proc = subprocess.run(argv, cwd=REPO, env=ansible_env(), capture_output=True, text=True, timeout=timeout,
-                          stdin=subprocess.DEVNULL)
+    summary = runner.run_playbook(target.site, str(playbook), limit=[target.host], check=check, diff=diff,
+                                  extra_vars={**target.extra_vars, **(extra_vars or {})} or None,
+                                  secret_vars=target.secret_vars or None, on_event=events.append)
     seconds = time.monotonic() - start
-    output = proc.stdout + proc.stderr
+    output = _output(summary, events)
     if log is not None:
         log.write_text(output)
-    recap = {m["host"]: {k: int(v) for k, v in m.groupdict().items() if k != "host"}
-             for m in _RECAP.finditer(output)}
-    print(f"ansible-playbook {playbook.relative_to(REPO)}: rc={proc.returncode} in {seconds:.1f}s; "
-          f"recap {recap}")
-    return Run(proc.returncode, output, recap, seconds)
+    changes = [f"{e['task']} ({e['host']})" for e in summary.changes]
+    name = playbook.relative_to(REPO) if playbook.is_relative_to(REPO) else playbook
+    print(f"ansible-playbook {name}: rc={summary.rc} in {seconds:.1f}s; recap {summary.hosts}")
+    return Run(summary.rc, output, summary.hosts, seconds, changes)
 
 
-def converge_twice(playbook: Path, inventory: Path, host: str, tmp_path: Path, **kw) -> tuple[Run, Run]:
+def converge_twice(playbook: Path, target: Target, host: str, tmp_path: Path, **kw) -> tuple[Run, Run]:
     """Converge, then converge again: the first must succeed, the second must change nothing."""
-    first = run_playbook(playbook, inventory, log=tmp_path / "converge-1.log", **kw)
+    first = run_playbook(playbook, target, log=tmp_path / "converge-1.log", **kw)
     assert first.rc == 0 and host in first.recap, f"first converge failed:\n{first.output[-6000:]}"
-    second = run_playbook(playbook, inventory, log=tmp_path / "converge-2.log", **kw)
+    second = run_playbook(playbook, target, log=tmp_path / "converge-2.log", **kw)
     assert second.rc == 0, f"second converge failed:\n{second.output[-6000:]}"
-    changed_tasks = re.findall(r"^TASK \[([^\]]+)\].*?\n(?:changed|.*changed:)", second.output, re.M)
     assert second.changed(host) == 0, (
-        f"second converge is not idempotent: changed={second.changed(host)} ({changed_tasks}):\n"
+        f"second converge is not idempotent: changed={second.changed(host)} ({second.changes}):\n"
         f"{second.output[-6000:]}")
     return first, second
 
@@ -200,14 +242,14 @@ def host_fixture(name: str):
 
 def converged_fixture(role: str, name: str, site_host: str, **hostvars):
     """A module-scoped ``converged`` fixture: the role's Molecule converge playbook run twice on
-    the ``container`` fixture's host for the default site; returns site, inventory, both runs, tmp."""
+    the ``container`` fixture's host, as the default site's ``site_host`` renamed ``name``; returns
+    that site, the target (``inventory``), both runs and tmp."""
 
     @pytest.fixture(scope="module")
     def converged(container, tmp_path_factory):
         tmp = tmp_path_factory.mktemp(role)
-        site = make_site()
-        inventory = container_inventory(tmp / "inventory.yml", site, name, site_host, **hostvars)
+        inventory = container_inventory(tmp / "inventory.yml", make_site(), name, site_host, **hostvars)
         first, second = converge_twice(molecule_playbook(role), inventory, name, tmp)
-        return {"site": site, "inventory": inventory, "first": first, "second": second, "tmp": tmp}
+        return {"site": inventory.site, "inventory": inventory, "first": first, "second": second, "tmp": tmp}
 
     return converged

@@ -42,7 +42,7 @@ def converged(container, tmp_path_factory):
     site = make_site()
     inventory = _inventory(tmp / "inventory.yml", site)
     first, second = converge_twice(molecule_playbook("avahi"), inventory, NAME, tmp)
-    return {"site": site, "inventory": inventory, "first": first, "second": second, "tmp": tmp}
+    return {"site": inventory.site, "inventory": inventory, "first": first, "second": second, "tmp": tmp}
 
 
 host = host_fixture(NAME)
@@ -54,7 +54,7 @@ def test_second_converge_changes_nothing(converged):
 
 
 def test_service_files_are_the_rendered_files(converged, host):
-    rendered = {f.path: f.content for f in render_host(converged["site"], "backup")}
+    rendered = {f.path: f.content for f in render_host(converged["site"], NAME)}
     for name in ("smb.service", "afpd.service", "adisk.service", "device-info.service"):
         assert host.file(f"/etc/avahi/services/{name}").content_string == rendered[f"avahi/services/{name}"]
 

@@ -28,7 +28,7 @@ def test_second_converge_changes_nothing(converged):
 
 
 def test_afp_conf_is_the_rendered_file(converged, host):
-    rendered = {f.path: f.content for f in render_host(converged["site"], "backup")}
+    rendered = {f.path: f.content for f in render_host(converged["site"], NAME)}
     conf = host.file("/etc/netatalk/afp.conf")
     assert conf.content_string == rendered["netatalk/afp.conf"]
     assert "[alice]" in conf.content_string and "[bob]" not in conf.content_string  # bob is smb only

@@ -34,7 +34,7 @@ def test_passwords_never_logged(converged):
 
 
 def test_smb_conf_is_the_rendered_file(converged, host):
-    rendered = {f.path: f.content for f in render_host(converged["site"], "backup")}
+    rendered = {f.path: f.content for f in render_host(converged["site"], NAME)}
     conf = host.file("/etc/samba/smb.conf")
     assert conf.user == "root" and conf.mode == 0o644
     assert conf.content_string == rendered["samba/smb.conf"]

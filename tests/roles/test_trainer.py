@@ -37,7 +37,7 @@ def converged(container, tmp_path_factory):
     inventory = container_inventory(tmp / "inventory.yml", site, NAME, "trainer", docker_engine="external",
                                     docker_install_packages=False, trainer_names_file=str(names))
     first, second = converge_twice(REPO / "playbooks" / "training_host.yml", inventory, NAME, tmp)
-    return {"site": site, "first": first, "second": second}
+    return {"site": inventory.site, "first": first, "second": second}
 
 
 host = host_fixture(NAME)
@@ -49,7 +49,7 @@ def test_second_converge_changes_nothing(converged):
 
 
 def test_job_files_are_the_rendered_files(converged, host):
-    rendered = {f.path: f for f in render_host(converged["site"], "trainer")}
+    rendered = {f.path: f for f in render_host(converged["site"], NAME)}
     for name in ("Dockerfile.cpu", "Dockerfile.cuda", "docker-run.sh", "compose.yml", "charlm.def",
                  "apptainer-run.sh"):
         art = rendered[f"containers/{name}"]

@@ -23,7 +23,7 @@ from tests.roles._roletest import (
     molecule_playbook,
     run_playbook,
     sandbox_site_data,
-    write_inventory,
+    vm_inventory,
 )
 from tests.support.vm import reset_vm
 
@@ -40,11 +40,7 @@ def vm(session_vm):
 
 
 def _inventory(path, vm, data: dict, **extra):
-    from opsctl.sandbox.zfsvm import ansible_host_vars
-
-    return write_inventory(path, make_site(data), {
-        HOST: {"site_host": "backup", "groups": ["backup_servers"], "vars": {**ansible_host_vars(vm), **extra}},
-    })
+    return vm_inventory(path, vm, data, HOST, **extra)
 
 
 def _zfs_get(vm, prop: str, dataset: str) -> str:
@@ -55,8 +51,9 @@ def _zfs_get(vm, prop: str, dataset: str) -> str:
 def converged(vm, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("zfs")
     data = sandbox_site_data()
-    first, second = converge_twice(PLAYBOOK, _inventory(tmp / "inventory.yml", vm, data), HOST, tmp)
-    return {"data": data, "tmp": tmp, "first": first, "second": second}
+    inventory = _inventory(tmp / "inventory.yml", vm, data)
+    first, second = converge_twice(PLAYBOOK, inventory, HOST, tmp)
+    return {"data": data, "tmp": tmp, "inventory": inventory, "first": first, "second": second}
 
 
 def test_pool_datasets_and_users_created_then_idempotent(vm, converged):
@@ -83,7 +80,7 @@ def test_pool_datasets_and_users_created_then_idempotent(vm, converged):
 
 
 def test_molecule_verify_playbook_passes(vm, converged):
-    run = run_playbook(molecule_playbook("zfs", "verify.yml"), converged["tmp"] / "inventory.yml")
+    run = run_playbook(molecule_playbook("zfs", "verify.yml"), converged["inventory"])
     assert run.rc == 0, run.output[-4000:]
 
 

@@ -27,7 +27,7 @@ import yaml
 
 from opsctl.render.context import context_for
 from opsctl.spec.types import parse_size
-from tests.roles._roletest import make_site, molecule_playbook, run_playbook, sandbox_site_data, write_inventory
+from tests.roles._roletest import make_site, molecule_playbook, run_playbook, sandbox_site_data, vm_inventory
 from tests.support.vm import alias_vm, reset_vm
 
 pytestmark = [pytest.mark.vm, pytest.mark.slow]
@@ -39,16 +39,8 @@ BOB = "tank/timemachine/bob"
 
 
 def _inventory(path, vm, data: dict, *, mutate=None):
-    from opsctl.sandbox.zfsvm import ansible_host_vars
-
-    inventory = write_inventory(path, make_site(data), {
-        HOST: {"site_host": "backup", "groups": ["backup_servers"], "vars": ansible_host_vars(vm)},
-    })
-    if mutate:  # what validation would refuse, to prove the module refuses it too
-        doc = yaml.safe_load(inventory.read_text())
-        mutate(doc["all"]["children"]["backup_servers"]["hosts"][HOST]["opsctl"])
-        inventory.write_text(yaml.safe_dump(doc, sort_keys=False))
-    return inventory
+    # mutate: what validation would refuse, to prove the module refuses it too
+    return vm_inventory(path, vm, data, HOST, mutate=mutate)
 
 
 def _get(vm, prop: str, dataset: str) -> str:
