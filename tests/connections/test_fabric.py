@@ -72,7 +72,7 @@ def _check_refusals(tmp_path: Path, make) -> None:
 
 
 @pytest.fixture
-def server(sshd, tmp_path):
+def server(sshd, tmp_path):  # noqa: F811 - the sshd fixture imported from test_hostkeys
     """test_hostkeys' throwaway sshd, with a known_hosts that trusts it as 127.0.0.1 and localhost."""
     known = tmp_path / "known_hosts"
     known.write_text(_keyscan(sshd.port) + _keyscan(sshd.port, "localhost"))
