@@ -56,4 +56,13 @@ app.add_typer(hosts_cmd.app, name="hosts")
 
 
 def main() -> None:
-    app()
+    """The console entry point. Commands catch the errors they expect; any other
+    :class:`~opsctl.errors.OpsctlError` still ends as one line on stderr and its exit code, never a traceback."""
+    from opsctl.cli.common import err
+    from opsctl.errors import OpsctlError
+
+    try:
+        app(standalone_mode=True)
+    except OpsctlError as exc:
+        err.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
+        raise SystemExit(exc.exit_code) from None
