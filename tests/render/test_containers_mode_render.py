@@ -1,6 +1,6 @@
 """backup.mode containers: the compose file `opsctl render` writes (and provision starts), and the images
 `opsctl.backup_images` builds from it. Checked by Debian trixie's own docker compose v2 when its
-.deb is in the cache (the one the containers-mode VM test installs)."""
+.deb is in $OPSCTL_CACHE/debs-docker/archives."""
 
 from __future__ import annotations
 
@@ -86,7 +86,7 @@ def _trixie_compose(tmp_path: Path) -> Path | None:
 def test_trixie_docker_compose_accepts_the_file(tmp_path):
     binary = _trixie_compose(tmp_path)
     if binary is None:
-        pytest.skip("no docker-compose .deb in $OPSCTL_CACHE/debs-docker (the containers-mode VM test fetches it)")
+        pytest.skip("no Debian trixie docker-compose .deb in $OPSCTL_CACHE/debs-docker/archives to check the file with")
     host = tmp_path / "backup"
     (host / "containers").mkdir(parents=True)
     (host / "containers" / "backup-compose.yml").write_text(_compose(_site()))
