@@ -200,6 +200,20 @@ def test_set_quota_refuses_below_usage(lab):
     assert "quota: 40M" in lab["site"].read_text()
 
 
+def test_usage_read_tells_missing_from_unreadable(lab):
+    """The quota guard's usage read: a dataset that does not exist yet (a user added with --no-apply)
+    has no usage to protect, so set-quota may go on; any other failed read is an error, never a pass."""
+    from opsctl.users import UserError, check_quota_not_below_usage, dataset_used
+
+    site = load(lab["site"]).site
+    assert dataset_used(site, "nobody-yet") is None
+    assert check_quota_not_below_usage(site, "nobody-yet", "1M") == 0
+    assert dataset_used(site, USER) >= 5 << 20  # carol's sparsebundle
+    with pytest.raises(UserError, match="cannot read how much") as refused:
+        check_quota_not_below_usage(site, "bad*name", "1G")  # zfs: invalid character in the name
+    assert "invalid character" in str(refused.value)
+
+
 def test_quota_above_90_percent_alerts_exactly_once(lab, tmp_path):
     # fill the 40M quota to ~95 % over SMB, as a growing backup would
     sh(lab, "head -c 34603008 /dev/urandom > /root/band1")
