@@ -52,8 +52,10 @@ class CallbackModule(CallbackBase):
         if status == "changed" and res.get("diff") and not res.get("_ansible_no_log"):
             event["diff"] = res["diff"]
         warnings = [str(w) for w in res.get("warnings") or []]
-        if status in ("ok", "changed") and result._task.get_name().startswith("Warn") and res.get("msg"):
-            warnings.append(str(res["msg"]))  # a role's own warning task (e.g. samba's version guard)
+        # a warning task of its own ("Warn ...", e.g. samba's version guard); the bare name, since
+        # get_name() of a role's task is "role : Warn ..."
+        if status in ("ok", "changed") and str(result._task.name or "").startswith("Warn") and res.get("msg"):
+            warnings.append(str(res["msg"]))
         if warnings and not res.get("_ansible_no_log"):
             event["warnings"] = [w[-2000:] for w in warnings]
         self._emit(**event)

@@ -54,6 +54,28 @@ def test_role_warnings_reach_the_summary(local):
                                  "text": "WARNING: this release is known to break things"}]
 
 
+def test_warning_task_inside_a_role_reaches_the_summary(local, tmp_path):
+    """A role's task is named "role : Warn ..." by Ansible; its warning must still reach the summary
+    (samba's version guard is such a task)."""
+    from opsctl.apply.runner import run_playbook
+
+    site, books = local
+    tasks = tmp_path / "roles" / "warner" / "tasks"
+    tasks.mkdir(parents=True)
+    (tasks / "main.yml").write_text(PLAYBOOK.split("tasks:\n", 1)[1].replace("sleep 120", "sleep 0")
+                                    .replace("        - name", "- name").replace("\n          ", "\n  "))
+    (books / "role.yml").write_text(textwrap.dedent(f"""\
+        - name: Local play with a role
+          hosts: all
+          gather_facts: false
+          roles:
+            - role: {tmp_path / "roles" / "warner"}
+        """))
+    summary = run_playbook(site, "role.yml")
+    assert summary.rc == 0 and not summary.failed, summary.log
+    assert [w["text"] for w in summary.warnings] == ["WARNING: this release is known to break things"]
+
+
 def test_sigterm_stops_ansible_and_removes_the_secrets(local, tmp_path):
     _site, books = local
     tmpdir = tmp_path / "tmp"
