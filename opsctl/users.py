@@ -20,6 +20,7 @@ import shlex
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from opsctl.sizes import human_size
 from opsctl.spec.edit import SpecDocument, check_user_entry
 from opsctl.spec.loader import Loaded, SpecError
 from opsctl.spec.models import Site
@@ -139,9 +140,9 @@ def check_quota_not_below_usage(site: Site, name: str, quota: str) -> int:
     if used is None:
         return 0
     if parse_size(quota) < used:
-        raise UserError(f"{name} already uses {used} bytes ({_human(used)}) of {dataset_of(site, name)}; a quota "
+        raise UserError(f"{name} already uses {used} bytes ({human_size(used)}) of {dataset_of(site, name)}; a quota "
                         f"of {quota} would stop their backups and make Time Machine delete old ones; pick at least "
-                        f"{_human(used)}")
+                        f"{human_size(used)}")
     return used
 
 
@@ -262,15 +263,6 @@ def onboarding(site: Site, name: str) -> list[str]:
         f"   > Other Server (or 'Connect to Remote Disk') > {url} > log in as {name} > pick a backup.",
     ]
     return lines
-
-
-def _human(n: int) -> str:
-    value = float(n)
-    for unit in ("B", "K", "M", "G", "T", "P"):
-        if value < 1024 or unit == "P":
-            return f"{value:.0f}{unit}" if unit == "B" else f"{value:.1f}{unit}"
-        value /= 1024
-    return str(n)
 
 
 __all__ = ["Plan", "SpecError", "UserError", "apply_change", "check_quota_not_below_usage", "check_user_entry",

@@ -24,20 +24,6 @@ PROBE_FILE = Path(__file__).resolve().parent / "probe.py"
 ALERTS_FILE = Path(__file__).resolve().parent / "alerts.py"
 
 
-def human_size(n: int | float | None, *, iec: bool = False) -> str:
-    """Bytes for people: ``1.5G`` (table), or ``1.5 GiB`` with ``iec`` (the HTML page); ``–`` when unknown."""
-    if n is None:
-        return "–"
-    units = ("B", "KiB", "MiB", "GiB", "TiB", "PiB") if iec else ("B", "K", "M", "G", "T", "P")
-    sep = " " if iec else ""
-    value = float(n)
-    for unit in units[:-1]:
-        if value < 1024:
-            return f"{value:.0f}{sep}{unit}" if unit == "B" else f"{value:.1f}{sep}{unit}"
-        value /= 1024
-    return f"{value:.1f}{sep}{units[-1]}"
-
-
 def backup_hosts(site: Site) -> list[str]:
     return [site.backup.host] if site.backup else []
 

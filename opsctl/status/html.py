@@ -15,8 +15,8 @@ import time
 from html import escape
 from pathlib import Path
 
-from opsctl.spec.edit import atomic_write
-from opsctl.status import human_size
+from opsctl.files import atomic_write
+from opsctl.sizes import human_size
 
 CSS = """
 body{font-family:-apple-system,"Segoe UI",Helvetica,Arial,sans-serif;margin:24px;color:#1d1d1f;background:#fafafa}
