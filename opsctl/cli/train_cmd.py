@@ -6,12 +6,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
 from opsctl.cli.common import EXIT_BAD_INPUT, JsonOpt, SiteOpt, console, err, fail, load_site, print_json
-from opsctl.errors import HostUnreachable
+from opsctl.errors import BadInput, HostUnreachable
 
 
 def train(
@@ -24,42 +23,25 @@ def train(
     as_json: JsonOpt = False,
 ) -> None:
     """Train the name model in a container on the training host; exits with the job's exit code."""
-    from opsctl.train.image import build_image, ship_image
-    from opsctl.train.run import run_job, upload_names
+    from opsctl.train.run import train as train_job
 
     loaded = load_site(site, quiet=as_json)
-    s = loaded.site
-    if s.training is None:
-        fail("the site has no `training:` section; add one (see `opsctl schema`)", EXIT_BAD_INPUT)
-    if names is not None and not names.is_file():
-        fail(f"--names {names}: no such file; give the path of a names file (one name per line)", EXIT_BAD_INPUT)
-    t = s.training
-    if t.runtime != "docker":
-        fail("opsctl train builds Docker images; for runtime apptainer build charlm.sif from the rendered "
-             "charlm.def (`apptainer build`) and run /opt/opsctl/job/apptainer-run.sh on the host", EXIT_BAD_INPUT)
 
     def say(line: str) -> None:
         if not as_json:
             err.print(line, style="dim", highlight=False, soft_wrap=True, markup=False)
 
+    def show(line: str) -> None:
+        err.print(line, highlight=False, markup=False, soft_wrap=True)
+
     try:
-        if build:
-            with err.status(escape(f"building {t.image}")):
-                tag = build_image(s, progress=say)
-                host = s.host(t.host)
-                engine = None if host.sandbox else (
-                    f"ssh://{host.user}@{host.address or host.name}:{host.port}" if host.connection == "ssh"
-                    else None)
-                ship_image(s, tag, engine, progress=say)
-        if names is not None:
-            try:
-                say(f"uploaded {upload_names(s, names)} on {t.host}")
-            except (RuntimeError, OSError) as exc:  # the host refused the file (or it is unreadable here)
-                fail(f"{exc}; fix the data dir {t.data_dir} on {t.host} (or the names file) and run again")
-        result = run_job(s, ["--resume"] if resume else [], on_line=None if as_json else
-                         (lambda line: err.print(line, highlight=False, markup=False, soft_wrap=True)))
+        result = train_job(loaded.site, names=names, build=build, resume=resume, progress=say,
+                           on_line=None if as_json else show)
+    except BadInput as exc:
+        fail(str(exc), EXIT_BAD_INPUT)
     except HostUnreachable as exc:
         fail(str(exc))
+    t = loaded.site.training
     if as_json:
         print_json({"rc": result.rc, "out_dir": result.out_dir, "report": result.report})
     elif result.report:

@@ -1,8 +1,10 @@
-"""Run the training job on the training host and collect its report.
+"""The run step: build and ship the job image, run the training job on the training host, collect its report.
+
+:func:`train` is what ``opsctl train`` calls (the CLI only parses arguments and prints).
 
 Example::
 
-    result = run_job(site, Path("names.txt"), on_line=print)
+    result = train(site, names=Path("names.txt"), progress=print, on_line=print)
     result.rc, result.report["test_loss"]
 """
 
@@ -16,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from opsctl.connections import connection_for
+from opsctl.errors import BadInput, HostUnreachable
+from opsctl.progress import Progress, say
 from opsctl.spec.models import Site
 
 JOB_DIR = "/opt/opsctl/job"
@@ -26,6 +30,46 @@ class JobResult:
     rc: int
     report: dict | None
     out_dir: str  # on the training host
+
+
+def train(site: Site, *, names: Path | None = None, build: bool = True, resume: bool = False,
+          progress: Progress = None, on_line: Callable[[str], None] | None = None) -> JobResult:
+    """Train on the site's training host: build the job image on this machine and ship it (``build``),
+    upload ``names`` into the host's data dir, run the job (``resume``: from its last checkpoint).
+
+    Raises :class:`~opsctl.errors.BadInput` (no training section, a runtime this does not drive, a missing
+    names file) before anything is built, and :class:`~opsctl.errors.HostUnreachable` when the host
+    cannot take the image or the file.
+    """
+    from opsctl.train.image import build_image, ship_image
+
+    t = site.training
+    if t is None:
+        raise BadInput("the site has no `training:` section", "add one (see `opsctl schema`)")
+    if names is not None and not names.is_file():
+        raise BadInput(f"--names {names}: no such file", "give the path of a names file (one name per line)")
+    if t.runtime != "docker":
+        raise BadInput("opsctl train builds Docker images", "for runtime apptainer build charlm.sif from the "
+                       "rendered charlm.def (`apptainer build`) and run /opt/opsctl/job/apptainer-run.sh on the host")
+    if build:
+        say(progress, f"building {t.image}")
+        ship_image(site, build_image(site, progress=progress), engine_url(site), progress=progress)
+    if names is not None:
+        try:
+            say(progress, f"uploaded {upload_names(site, names)} on {t.host}")
+        except (RuntimeError, OSError) as exc:  # the host refused the file (or it is unreadable here)
+            raise HostUnreachable(f"{exc}; fix the data dir {t.data_dir} on {t.host} (or the names file) "
+                                  "and run again") from None
+    return run_job(site, ["--resume"] if resume else [], on_line=on_line)
+
+
+def engine_url(site: Site) -> str | None:
+    """The Docker engine of the training host as ``docker -H`` takes it: ``ssh://user@host:port`` for a
+    real ssh host; None (this machine's engine) for the sandbox and local hosts."""
+    host = site.host(site.training.host)
+    if host.sandbox or host.connection != "ssh":
+        return None
+    return f"ssh://{host.user}@{host.address or host.name}:{host.port}"
 
 
 def upload_names(site: Site, names: Path) -> str:
