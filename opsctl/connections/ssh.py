@@ -42,6 +42,11 @@ class _Remote(fabric.runners.Remote):
         data = input_.read(65536)
         return self.decode(data) if isinstance(data, bytes) else data
 
+    def write_proc_stdin(self, data: str) -> None:
+        # run_stdin hands binary data over as UTF-8 with surrogate escapes: this gives back the exact
+        # bytes (invoke's own encode would raise on the first byte that is not UTF-8)
+        self._write_proc_stdin(data.encode("utf-8", errors="surrogateescape"))
+
 
 _CONFIG = {"runners": {"remote": _Remote}}
 

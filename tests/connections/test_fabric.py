@@ -7,6 +7,7 @@ the known_hosts given, or whose key changed, is refused (HostKeyError) before an
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import sys
@@ -111,6 +112,9 @@ def test_large_stdin_timeout_bytes_and_exit_codes(server):
     assert res.stdout.strip() == "200000" and time.monotonic() - started < 20
     raw = conn.run_stdin("cat; exit 3", b"\x00bytes\n")
     assert raw.returncode == 3 and raw.stdout == b"\x00bytes\n"
+    blob = bytes(range(256)) * 512 + os.urandom(65536)  # not UTF-8: every byte value, across 64 KiB reads
+    digest = conn.run_stdin("sha256sum", blob, timeout=30)
+    assert digest.returncode == 0 and digest.stdout.split()[0].decode() == hashlib.sha256(blob).hexdigest()
     with pytest.raises(subprocess.TimeoutExpired):
         conn.run_stdin("sleep 30", "", timeout=1)
     result = conn.run("echo out; echo err >&2; exit 4")
