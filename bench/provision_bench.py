@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         use_tree(args.tree.resolve())
 
     from opsctl.apply.secrets import samba_passwords
-    from opsctl.sandbox.zfsvm import ZfsVM
+    from opsctl.sandbox.vm import ZfsVM
     from opsctl.spec import load
     from opsctl.status import probe_site
 

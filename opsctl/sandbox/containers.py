@@ -170,7 +170,7 @@ def start_host(
         volumes: extra docker-py volume mapping, ``{"/host/path": {"bind": "/x", "mode": "rw"}}``.
         environment: extra environment for PID 1.
         image: explicit image tag instead of ``ensure_image(kind)``.
-        client: a ``docker.DockerClient``; default :func:`~opsctl.sandbox.engine.ensure_docker`.
+        client: a ``docker.DockerClient``; default :func:`~opsctl.train.engine.ensure_docker`.
         progress: optional callback receiving progress lines.
 
     Returns:
@@ -337,7 +337,7 @@ def stop_host(name: str, *, client=None, timeout: int = 20) -> bool:
 
     Args:
         name: host name (``"backup"``) or container name (``"opsctl-backup"``).
-        client: a ``docker.DockerClient``; default :func:`~opsctl.sandbox.engine.ensure_docker`.
+        client: a ``docker.DockerClient``; default :func:`~opsctl.train.engine.ensure_docker`.
         timeout: seconds to wait for a clean shutdown before killing.
 
     Returns:
@@ -363,7 +363,7 @@ def list_hosts(*, client=None, all: bool = True) -> list[Container]:  # noqa: A0
     """All sandbox host containers (label ``opsctl.sandbox=1``), running or not.
 
     Args:
-        client: a ``docker.DockerClient``; default :func:`~opsctl.sandbox.engine.ensure_docker`.
+        client: a ``docker.DockerClient``; default :func:`~opsctl.train.engine.ensure_docker`.
         all: include stopped containers (default ``True``).
 
     Example::

@@ -455,7 +455,7 @@ def ensure_image(kind: str, *, progress: Progress | None = None, client=None) ->
     Args:
         kind: ``"backup"``, ``"trainer"`` or ``"slurm"``.
         progress: optional callback receiving human-readable progress lines (e.g. ``print``).
-        client: a ``docker.DockerClient``; default :func:`~opsctl.sandbox.engine.ensure_docker`.
+        client: a ``docker.DockerClient``; default :func:`~opsctl.train.engine.ensure_docker`.
 
     Returns:
         The image tag, e.g. ``"opsctl/sandbox-backup:5c1e0d7f9a2b"``.

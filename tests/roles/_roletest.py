@@ -191,7 +191,7 @@ def molecule_playbook(role: str, name: str = "converge.yml") -> Path:
 def docker_ready():
     """A Docker client (starting dockerd when needed), or skip/fail."""
     try:
-        from opsctl.sandbox.engine import ensure_docker
+        from opsctl.train.engine import ensure_docker
 
         return ensure_docker()
     except Exception as exc:  # noqa: BLE001 - any failure means: no sandbox here

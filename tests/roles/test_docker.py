@@ -152,7 +152,7 @@ def test_rendered_job_container_is_confined(tmp_path):
     import json
     import subprocess
 
-    from opsctl.sandbox.engine import ensure_docker
+    from opsctl.train.engine import ensure_docker
 
     image, _ = _job_image(ensure_docker())
     argv = _rendered_docker_run(tmp_path, image)
@@ -180,7 +180,7 @@ def test_training_runs_in_the_hardened_container(tmp_path):
     import json
     import subprocess
 
-    from opsctl.sandbox.engine import ensure_docker
+    from opsctl.train.engine import ensure_docker
     from tests.support.paths import REPO
 
     image, has_charlm = _job_image(ensure_docker())

@@ -17,13 +17,15 @@ from pathlib import Path
 
 import pytest
 
-from opsctl.sandbox import zfsvm
+from opsctl.sandbox import vm as zfsvm
 from opsctl.sandbox.errors import SandboxError
 from opsctl.sandbox.vm import image as vm_image
+from opsctl.sandbox.vm.common import run_dir
 from tests.support.ci import need
 from tests.support.vm import DISKS, SESSION_VM, reset_vm
 
 STOP_VM = "pytest-zfsvm-stop"
+PANIC_VM = "pytest-zfsvm-panic"
 BOOT_TOOLS = ("qemu-system-x86_64", "qemu-img", "ssh")
 BUILD_TOOLS = ("ssh-keygen", "debootstrap", "mkfs.ext4", "unshare")
 
@@ -147,3 +149,20 @@ def test_stop_cleans_up(image: Path, session_vm):
     assert not zfsvm.ZfsVM.state_path(STOP_VM).exists()
     assert not run_dir.exists()
     assert session_vm.is_running()
+
+
+@pytest.mark.vm
+def test_a_kernel_panic_during_boot_is_seen_at_once_and_booted_again(image: Path):
+    # A real panic: the kernel's init exits (init=/bin/false), as CI once saw a TCG boot panic.
+    # Without the console check boot() waits out its whole timeout and says "did not answer ssh".
+    lines: list[str] = []
+    started = time.monotonic()
+    with pytest.raises(SandboxError, match=r"kernel panicked during boot 2 time\(s\) in a row") as err:
+        zfsvm.ZfsVM.boot(PANIC_VM, disks=0, timeout=900, attempts=2, kernel_args="init=/bin/false",
+                         progress=lines.append)
+    took = time.monotonic() - started
+    assert "Kernel panic - not syncing" in str(err.value)
+    assert any("panicked during boot (attempt 1 of 2); booting it again" in line for line in lines), lines
+    assert took < 400, f"{took:.0f}s: the panic was not noticed before the 900s timeout"
+    assert not zfsvm.ZfsVM.state_path(PANIC_VM).exists()
+    assert not (run_dir() / PANIC_VM).exists()

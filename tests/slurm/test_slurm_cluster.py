@@ -54,8 +54,8 @@ def _exec(host: str, cmd: str) -> str:
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     from opsctl.apply.runner import run_playbook
-    from opsctl.sandbox.engine import ensure_docker
     from opsctl.sandbox.slurmimage import install_charlm, start_cluster, stop_cluster
+    from opsctl.train.engine import ensure_docker
 
     if not NAMES.is_file():
         need(f"{NAMES} (names.txt) is missing")

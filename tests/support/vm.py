@@ -10,7 +10,7 @@ A module whose site names its backup host differently reaches the same VM throug
 
 Fixtures:
 
-* ``session_vm``: the booted :class:`opsctl.sandbox.zfsvm.ZfsVM` (``SESSION_VM``, three 1 GiB disks).
+* ``session_vm``: the booted :class:`opsctl.sandbox.vm.ZfsVM` (``SESSION_VM``, three 1 GiB disks).
 
 Example::
 
@@ -74,7 +74,7 @@ def _tools_or_skip() -> None:
 @pytest.fixture(scope="session")
 def session_vm():
     """The session's OpenZFS VM, booted once; powered off when the session ends."""
-    from opsctl.sandbox import zfsvm
+    from opsctl.sandbox import vm as zfsvm
 
     _tools_or_skip()
     started = time.monotonic()
@@ -101,7 +101,7 @@ def reset_vm(vm) -> None:
 
 def alias_vm(vm, name: str) -> None:
     """Let ``ZfsVM.load(name)`` (so every opsctl command for a site host ``name``) find ``vm``."""
-    from opsctl.sandbox import zfsvm
+    from opsctl.sandbox import vm as zfsvm
 
     if name == vm.name:
         return
