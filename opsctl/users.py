@@ -8,10 +8,13 @@ desired state, :mod:`opsctl.state.backup`). What the roles never do in a provisi
 delete) is done here explicitly: ``smbpasswd -x`` on remove, and on purge the zfs role's guarded
 ``opsctl_purge`` module (only a dataset opsctl tagged for that user and the site no longer uses).
 
+Each ``opsctl user`` command calls one service here (:func:`add_user`, :func:`change_quota`,
+:func:`remove_access`, :func:`purge_dataset`) with the plan the matching ``plan_*`` made.
+
 Example::
 
     plan = plan_add(loaded, "carol", quota="500G", protocols=["smb"])
-    result = apply_change(plan, secret_vars={"samba_passwords": {"carol": "..."}})
+    summary = add_user(plan)          # the password from the secret sources
 """
 
 from __future__ import annotations
@@ -163,6 +166,83 @@ def apply_change(plan: Plan, *, secret_vars: dict | None = None, extra_vars: dic
     return run_backup_playbook(plan.after, secret_vars=secret_vars, extra_vars=extra_vars, on_event=on_event)
 
 
+# --------------------------------------------------------------------------- the services (one per command)
+
+
+def add_user(plan: Plan, password: str | None = None, *, on_event: Callable[[dict], None] | None = None):
+    """``opsctl user add``: write the site file, converge the backup host, set the AFP password.
+
+    Args:
+        plan: from :func:`plan_add`.
+        password: the new user's Samba (and AFP) password; None fetches it from the secret sources
+            (``OPSCTL_SMB_PASSWORD_<USER>``, ``OPSCTL_SECRETS_FILE``, the sandbox store or a prompt).
+        on_event: progress callback for the playbook run.
+
+    Returns the playbook's run summary (check ``summary.failed``). Only this user's password is sent
+    (in a 0600 vars file, never argv), and it is set even if the account already had one.
+
+    Raises:
+        UserError: a password that the secret checks refuse (``bad_input``); or the user was added but
+            the AFP password could not be set (not ``bad_input``: the site file was written).
+
+    Example::
+
+        summary = add_user(plan_add(loaded, "carol", "500G"), password)
+    """
+    from opsctl.apply.secrets import SecretError, check_password, samba_passwords
+    from opsctl.errors import HostUnreachable
+
+    name = plan.user
+    try:
+        password = (samba_passwords(plan.after, [name])[name] if password is None
+                    else check_password(name, password, "--password-stdin"))
+    except SecretError as exc:
+        raise UserError(str(exc)) from None
+    # samba_password_update: (re)set the given password even if the account is already in Samba's database;
+    # it loops over the given passwords only. (netatalk_password_update would loop over every AFP user.)
+    summary = apply_change(plan, secret_vars={"samba_passwords": {name: password}},
+                           extra_vars={"samba_password_update": True}, on_event=on_event)
+    user = next(u for u in plan.after.backup.users if u.name == name)  # type: ignore[union-attr]
+    if not summary.failed and "afp" in user.protocols:
+        try:
+            set_system_password(plan.after, name, password)
+        except (UserError, HostUnreachable) as exc:
+            raise UserError(f"{exc}; the user was added but cannot log in over AFP yet", bad_input=False) from None
+    return summary
+
+
+def change_quota(plan: Plan, *, on_event: Callable[[dict], None] | None = None):
+    """``opsctl user set-quota``: refuse a quota below the current usage, else write and converge.
+
+    Returns ``(summary, used_bytes)``. Nothing is written when the usage is above the new quota or
+    cannot be read (:class:`UserError`; ``bad_input`` tells the two apart).
+
+    Example::
+
+        summary, used = change_quota(plan_set_quota(loaded, "alice", "600G"))
+    """
+    from opsctl.errors import HostUnreachable
+
+    quota = next(u.quota for u in plan.after.backup.users if u.name == plan.user)  # type: ignore[union-attr]
+    try:
+        used = check_quota_not_below_usage(plan.before, plan.user, quota)
+    except HostUnreachable as exc:
+        raise UserError(f"{exc}; cannot read the current usage, nothing was applied", bad_input=False) from None
+    return apply_change(plan, on_event=on_event), used
+
+
+def remove_access(plan: Plan, *, on_event: Callable[[dict], None] | None = None):
+    """``opsctl user remove``: write the site file, converge, then forget the Samba password and
+    lock the login (the roles never delete). The dataset and its backups stay.
+
+    Returns ``(summary, {"samba": ..., "login": ...})`` (empty when the playbook failed).
+    """
+    summary = apply_change(plan, on_event=on_event)
+    if summary.failed:
+        return summary, {}
+    return summary, {"samba": samba_forget(plan.after, plan.user), "login": lock_login(plan.after, plan.user)}
+
+
 def samba_forget(site: Site, name: str) -> str:
     """Remove the user from Samba's password database (``smbpasswd -x``); returns what happened."""
     conn = backup_connection(site)
@@ -265,6 +345,6 @@ def onboarding(site: Site, name: str) -> list[str]:
     return lines
 
 
-__all__ = ["Plan", "SpecError", "UserError", "apply_change", "check_quota_not_below_usage", "check_user_entry",
-           "dataset_of", "lock_login", "onboarding", "plan_add", "plan_remove", "plan_set_quota",
-           "purge_dataset", "samba_forget"]
+__all__ = ["Plan", "SpecError", "UserError", "add_user", "apply_change", "change_quota",
+           "check_quota_not_below_usage", "check_user_entry", "dataset_of", "lock_login", "onboarding", "plan_add",
+           "plan_remove", "plan_set_quota", "purge_dataset", "remove_access", "samba_forget"]

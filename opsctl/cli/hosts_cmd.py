@@ -22,15 +22,7 @@ without editing a file that other tools own.
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
-import re
-import subprocess
 import sys
-import tempfile
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -38,99 +30,17 @@ from rich.table import Table
 from rich.text import Text
 
 from opsctl.cli.common import EXIT_BAD_INPUT, SiteOpt, console, err, fail, load_site, styled
-from opsctl.files import atomic_write
+from opsctl.errors import HostUnreachable
 
 app = typer.Typer(help="Trust real hosts' ssh host keys (opsctl checks them on every connection).",
                   no_args_is_help=True)
 
-FINGERPRINT = re.compile(r"^SHA256:[A-Za-z0-9+/]{43}$")
-KEY_TYPES = ("ssh-ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521", "ssh-rsa")
 CONSOLE_HINT = "ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub (on the host's console)"
-
-
-@dataclass
-class HostKey:
-    line: str  # known_hosts line: "<name> <type> <base64>"
-    type: str
-    fingerprint: str  # SHA256:...
 
 
 @app.callback()
 def _hosts() -> None:
     """Trust real hosts' ssh host keys (opsctl checks them on every connection)."""
-
-
-def _names_match(field: str, name: str) -> bool:
-    """Does the host field of a known_hosts line (plain or hashed ``|1|salt|hash`` patterns) name ``name``?"""
-    for pattern in field.split(","):
-        if pattern.startswith("|1|"):
-            try:
-                _, _, salt, digest = pattern.split("|")
-                mac = hmac.new(base64.b64decode(salt), name.encode(), hashlib.sha1).digest()
-            except ValueError:
-                continue
-            if hmac.compare_digest(mac, base64.b64decode(digest)):
-                return True
-        elif pattern == name:
-            return True
-    return False
-
-
-def _trusted(path: Path, name: str) -> list[str]:
-    """The lines of ``path`` that hold a key for ``name``."""
-    try:
-        lines = path.read_text().splitlines()
-    except FileNotFoundError:
-        return []
-    return [line for line in lines if line.strip() and not line.startswith(("#", "@"))
-            and _names_match(line.split()[0], name)]
-
-
-def _fingerprints(lines: list[str]) -> list[str]:
-    """SHA256 fingerprints of known_hosts ``lines``, in order (``ssh-keygen -lf``)."""
-    if not lines:
-        return []
-    with tempfile.NamedTemporaryFile("w", suffix=".keys") as fh:
-        fh.write("\n".join(lines) + "\n")
-        fh.flush()
-        res = subprocess.run(["ssh-keygen", "-l", "-E", "sha256", "-f", fh.name], capture_output=True, text=True)
-    prints = [line.split()[1] for line in res.stdout.splitlines() if len(line.split()) > 1]
-    if res.returncode != 0 or len(prints) != len(lines):
-        fail(f"ssh-keygen could not read the scanned keys: {res.stderr.strip() or res.stdout.strip()}")
-    return prints
-
-
-def _scan(address: str, port: int, key_name: str, timeout: int) -> list[HostKey]:
-    try:
-        res = subprocess.run(["ssh-keyscan", "-T", str(timeout), "-p", str(port), "-t", "ed25519,ecdsa,rsa",
-                              address], capture_output=True, text=True, timeout=timeout * 4 + 10,
-                             stdin=subprocess.DEVNULL)
-    except FileNotFoundError:
-        fail("ssh-keyscan is not installed; install openssh-client")
-    except subprocess.TimeoutExpired:
-        fail(f"no answer from {address} port {port} within {timeout * 4 + 10} s; is the host up?")
-    lines = []
-    for line in res.stdout.splitlines():
-        fields = line.split()
-        if len(fields) == 3 and fields[0] == key_name and fields[1] in KEY_TYPES:
-            lines.append(" ".join(fields))
-    if not lines:
-        said = " ".join(res.stderr.split())[-200:]
-        fail(f"no ssh host key from {address} port {port} (ssh-keyscan: {said or 'no output'}); is the host up "
-             "and sshd listening there?")
-    return [HostKey(line, line.split()[1], fp) for line, fp in zip(lines, _fingerprints(lines), strict=True)]
-
-
-def _record(path: Path, key_name: str, keys: list[HostKey]) -> None:
-    """Replace ``key_name``'s entries in ``path`` with ``keys`` (atomically, 0600 in a 0700 directory)."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    try:
-        old = path.read_text().splitlines()
-    except FileNotFoundError:
-        old = []
-    kept = [line for line in old if not (line.strip() and not line.startswith(("#", "@"))
-                                         and _names_match(line.split()[0], key_name))]
-    atomic_write(path, "".join(line + "\n" for line in [*kept, *(k.line for k in keys)]), mode=0o600)
 
 
 @app.command()
@@ -146,6 +56,7 @@ def trust(
 ) -> None:
     """Show the host's ssh key fingerprints and, once confirmed, trust them for every opsctl connection."""
     from opsctl.connections import HostKeyError, host_key_name, known_hosts_file, strict_ssh_options
+    from opsctl.connections.hostkeys import FINGERPRINT, fingerprints, record, scan, trusted_lines
 
     loaded = load_site(site, quiet=True)
     names = [h.name for h in loaded.site.hosts]
@@ -172,9 +83,12 @@ def trust(
     address = host.address or host.name
     key_name = host_key_name(address, host.port)
 
-    keys = _scan(address, host.port, key_name, timeout)
-    before = _trusted(known, key_name)
-    before_prints = set(_fingerprints(before))
+    try:
+        keys = scan(address, host.port, timeout)
+        before = trusted_lines(known, key_name)
+        before_prints = set(fingerprints(before))
+    except HostUnreachable as exc:
+        fail(str(exc))
     table = Table(title=Text(f"{name} ({key_name}) offers"), title_justify="left")
     for col in ("type", "fingerprint", "trusted before"):
         table.add_column(col)
@@ -197,7 +111,7 @@ def trust(
         if answer.strip() != "yes":
             fail(f"not confirmed; nothing was recorded for {name}")
         chosen = keys
-    _record(known, key_name, chosen)
+    record(known, key_name, chosen)
     for key in chosen:
         console.print(styled(("trusted", "green"), f" {name} ({key_name}): {key.type} {key.fingerprint} in {known}"),
                       soft_wrap=True, highlight=False)

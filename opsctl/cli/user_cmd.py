@@ -50,21 +50,27 @@ def _save(plan) -> None:
         _bad(exc.problems)
 
 
-def _apply(plan, *, as_json: bool, secret_vars: dict | None = None, extra_vars: dict | None = None):
+def _apply(plan, service, *, as_json: bool):
+    """Run ``service(on_event=...)`` (one of opsctl.users' services for ``plan``) with progress, and
+    turn what can go wrong into one line: bad input exits 2, a failed or interrupted apply exits 1
+    (130/143) saying the site file was updated and how to converge. Returns what the service returned."""
     from opsctl.apply.runner import Interrupted
-    from opsctl.users import apply_change
+    from opsctl.users import UserError
 
     try:
         with contextlib.nullcontext(None) if as_json else live_progress([plan.host], transient=True) as on_event:
-            summary = apply_change(plan, secret_vars=secret_vars, extra_vars=extra_vars, on_event=on_event)
+            result = service(on_event=on_event)
     except SpecError as exc:
         _bad(exc.problems)
+    except UserError as exc:
+        _bad(str(exc)) if exc.bad_input else fail(str(exc))
     except HostUnreachable as exc:
         fail(f"{exc}; the site file {plan.doc.path} was updated, the host was not: start it and run "
              f"`opsctl provision --limit {plan.host}`")
     except Interrupted as exc:
         fail(f"interrupted ({exc.signal_name}): the site file {plan.doc.path} was updated, applying it was stopped; "
              f"run `opsctl provision --limit {plan.host}`, it converges", 130 if exc.signal_name == "SIGINT" else 143)
+    summary = result[0] if isinstance(result, tuple) else result
     if not as_json:
         print_run_summary(summary)
     if summary.failed:
@@ -72,22 +78,14 @@ def _apply(plan, *, as_json: bool, secret_vars: dict | None = None, extra_vars: 
             print_json({"ok": False, "action": plan.action, "user": plan.user, "failures": summary.failures})
         fail(f"the site file {plan.doc.path} was updated but applying it to {plan.host} failed; fix the cause and "
              f"run `opsctl provision --limit {plan.host}`")
-    return summary
+    return result
 
 
-def _password(site, name: str, from_stdin: bool) -> str:
-    from opsctl.apply.secrets import SecretError, check_password, samba_passwords
-
-    try:
-        if from_stdin:
-            password = sys.stdin.readline().rstrip("\r\n")
-            if not password:
-                _bad("--password-stdin: stdin gave an empty password")
-            return check_password(name, password, "--password-stdin")
-        return samba_passwords(site, [name])[name]
-    except SecretError as exc:
-        _bad(str(exc))
-    raise AssertionError("unreachable")
+def _stdin_password() -> str:
+    password = sys.stdin.readline().rstrip("\r\n")
+    if not password:
+        _bad("--password-stdin: stdin gave an empty password")
+    return password
 
 
 @app.command()
@@ -107,30 +105,16 @@ def add(
 ) -> None:
     """Add a Time Machine user: spec entry, system user, Samba password, dataset with quota (0700), share
     and Avahi entry; then print the Mac onboarding steps."""
-    from opsctl.users import onboarding, plan_add
+    from opsctl.users import add_user, onboarding, plan_add
 
     loaded = load_site(site, quiet=True)
     protos = [p.strip() for p in protocols.split(",") if p.strip()] if protocols is not None else None
     plan = _plan(plan_add, loaded, name, quota, protos, tm_size)
-    secrets = None
-    if not no_apply:
-        password = _password(plan.after, name, password_stdin)
-        # Only this user's password is passed (0600 vars file), and set even if the account had one.
-        secrets = {"samba_passwords": {name: password}}
     if no_apply:
         _save(plan)
     else:
-        # samba_password_update: (re)set the given password even if the account is already in Samba's database;
-        # it loops over the given passwords only. (netatalk_password_update would loop over every AFP user.)
-        _apply(plan, as_json=as_json, secret_vars=secrets, extra_vars={"samba_password_update": True})
-        user = next(u for u in plan.after.backup.users if u.name == name)
-        if "afp" in user.protocols:
-            from opsctl.users import UserError, set_system_password
-
-            try:
-                set_system_password(plan.after, name, secrets["samba_passwords"][name])
-            except (UserError, HostUnreachable) as exc:
-                fail(f"{exc}; the user was added but cannot log in over AFP yet")
+        password = _stdin_password() if password_stdin else None
+        _apply(plan, lambda on_event: add_user(plan, password, on_event=on_event), as_json=as_json)
     lines = onboarding(plan.after, name)
     if as_json:
         print_json({"ok": True, "action": "add", "user": name, "applied": not no_apply, "site": str(plan.doc.path),
@@ -152,21 +136,15 @@ def set_quota(
     as_json: JsonOpt = False,
 ) -> None:
     """Change a user's quota; refuses a quota below the dataset's current usage (so does provision)."""
-    from opsctl.users import UserError, check_quota_not_below_usage, plan_set_quota
+    from opsctl.users import change_quota, plan_set_quota
 
     loaded = load_site(site, quiet=True)
     plan = _plan(plan_set_quota, loaded, name, quota, tm_size)
     used = None
-    if not no_apply:
-        try:
-            used = check_quota_not_below_usage(loaded.site, name, quota)
-        except UserError as exc:
-            _bad(str(exc)) if exc.bad_input else fail(f"{exc}; nothing was applied")
-        except HostUnreachable as exc:
-            fail(f"{exc}; cannot read the current usage, nothing was applied")
-        _apply(plan, as_json=as_json)
-    else:
+    if no_apply:
         _save(plan)
+    else:
+        _, used = _apply(plan, lambda on_event: change_quota(plan, on_event=on_event), as_json=as_json)
     if as_json:
         print_json({"ok": True, "action": "set-quota", "user": name, "quota": quota, "used_bytes": used,
                     "applied": not no_apply})
@@ -190,7 +168,7 @@ def remove(
     """Remove a user's access (spec entry, share, Avahi entry, Samba password). The dataset and the backups in it
     are kept unless --purge."""
     from opsctl.spec.types import check_posix_user
-    from opsctl.users import UserError, dataset_of, lock_login, plan_remove, purge_dataset, samba_forget
+    from opsctl.users import UserError, dataset_of, plan_remove, purge_dataset, remove_access
 
     loaded = load_site(site, quiet=True)
     try:
@@ -222,12 +200,8 @@ def remove(
         if no_apply:
             _save(plan)
         else:
-            _apply(plan, as_json=as_json)
-            try:
-                result["samba"] = samba_forget(plan.after, name)
-                result["login"] = lock_login(plan.after, name)
-            except UserError as exc:
-                fail(str(exc))
+            _, done = _apply(plan, lambda on_event: remove_access(plan, on_event=on_event), as_json=as_json)
+            result.update(done)
     if purge:
         after = plan.after if in_spec else loaded.site
         try:

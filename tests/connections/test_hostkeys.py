@@ -292,3 +292,16 @@ def test_trust_refuses_hosts_without_an_ssh_key(tmp_path):
     assert code == 2 and "reached through the sandbox (vm)" in out
     code, out = run("hosts", "trust", "nosuch")
     assert code == 2 and "no host 'nosuch' in the site" in out
+
+
+def test_trust_of_a_host_that_does_not_answer_records_nothing(tmp_path, monkeypatch):
+    # a port nobody listens on (bound, then closed): the scan finds no key, one line says so, exit 1
+    known = tmp_path / "known_hosts"
+    monkeypatch.setenv("OPSCTL_KNOWN_HOSTS", str(known))
+    site = _site(tmp_path, _free_port())
+    code, out = run("hosts", "trust", "backup", "--site", site, "--fingerprint", "SHA256:" + "A" * 43,
+                    "--timeout", "2")
+    flat = " ".join(out.split())
+    assert code == 1, out
+    assert "no ssh host key from 127.0.0.1 port" in flat and "Fix: check that the host is up" in flat, out
+    assert not known.exists()
