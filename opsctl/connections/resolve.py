@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from opsctl.connections.base import Connection, ExecConnection
 from opsctl.connections.hostkeys import known_hosts_file, strict_ssh_options
-from opsctl.connections.ssh import SshConnection
+from opsctl.connections.ssh import SshConnection, multiplex_options
 from opsctl.errors import HostUnreachable
 from opsctl.spec.models import Host
 
@@ -53,7 +53,8 @@ def connection_for(host: Host) -> Connection:
                                      "ansible_become": host.user != "root", "ansible_host_key_checking": True,
                                      "ansible_ssh_common_args": opts},
                          f"ssh://{host.user}@{address}:{host.port}",
-                         {"ssh_extra_args": opts, **({"sudo": True} if host.user != "root" else {})},
+                         {"ssh_extra_args": f"{opts} {multiplex_options()}",
+                          **({"sudo": True} if host.user != "root" else {})},
                          address=address, port=host.port, user=host.user, known_hosts=known)
 
 

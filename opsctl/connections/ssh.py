@@ -27,11 +27,34 @@ import paramiko
 from invoke.exceptions import CommandTimedOut
 
 from opsctl.connections.base import Connection
-from opsctl.connections.hostkeys import changed_message, host_key_name, untrusted_message
+from opsctl.connections.hostkeys import changed_message, host_key_name, ssh_path, untrusted_message
 from opsctl.errors import HostKeyError, HostUnreachable
+from opsctl.paths import cache_dir
 
 #: seconds to wait for the TCP connection and the ssh handshake
 CONNECT_TIMEOUT = 20
+#: seconds an idle shared ssh connection (see :func:`multiplex_options`) stays open
+CONTROL_PERSIST = 60
+
+
+def multiplex_options() -> str:
+    """ssh options that share one connection per host between the ssh commands of testinfra's checks
+    (``opsctl verify``), as Ansible does for its own: one handshake instead of one per check, which
+    costs a second or more on a slow host (under TCG: most of a verify's time). The sockets live in
+    ``$OPSCTL_CACHE/ssh`` (0700), named by ssh's hash of host, port and user (``%C``); when that
+    path would be too long for a unix socket, the options are empty (no sharing).
+
+    Example::
+
+        SshBackend(..., ssh_extra_args=f"{multiplex_options()} -o BatchMode=yes")
+    """
+    sockets = cache_dir() / "ssh"
+    if len(str(sockets)) + 42 > 104:  # "/" + %C's 40 hex digits must fit a unix socket path (108 bytes)
+        return ""  # a long $OPSCTL_CACHE: one connection per command, slower but working
+    sockets.mkdir(mode=0o700, parents=True, exist_ok=True)
+    sockets.chmod(0o700)
+    return (f"-o ControlMaster=auto -o ControlPersist={CONTROL_PERSIST}s "
+            f"-o ControlPath={ssh_path(sockets)}/%C")
 
 
 class _Remote(fabric.runners.Remote):

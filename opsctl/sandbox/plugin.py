@@ -6,6 +6,7 @@ the product never imports the sandbox.
 from __future__ import annotations
 
 from opsctl.connections import Connection, SshConnection, docker_connection, register_resolver
+from opsctl.connections.ssh import multiplex_options
 from opsctl.sandbox.errors import SandboxError
 from opsctl.spec.models import Host
 
@@ -26,7 +27,7 @@ def vm_connection(host: Host) -> Connection:
         raise SandboxError(f"sandbox VM {host.name!r} is not running", "start it with `opsctl sandbox up`")
     return SshConnection(host.name, {**ansible_host_vars(vm), "ansible_host_key_checking": False},
                          f"ssh://root@127.0.0.1:{vm.ssh_port}",
-                         {"ssh_identity_file": vm.key, "ssh_extra_args": _SANDBOX_SSH_OPTS},
+                         {"ssh_identity_file": vm.key, "ssh_extra_args": f"{_SANDBOX_SSH_OPTS} {multiplex_options()}"},
                          address="127.0.0.1", port=vm.ssh_port, user="root", known_hosts=None, key_filename=vm.key)
 
 

@@ -305,3 +305,26 @@ def test_trust_of_a_host_that_does_not_answer_records_nothing(tmp_path, monkeypa
     assert code == 1, out
     assert "no ssh host key from 127.0.0.1 port" in flat and "Fix: check that the host is up" in flat, out
     assert not known.exists()
+
+
+def test_testinfra_checks_share_one_ssh_connection(sshd, tmp_path, monkeypatch):
+    # verify's checks are many small ssh commands; each used to pay a full handshake (seconds under TCG)
+    import tempfile
+
+    cache = Path(tempfile.mkdtemp(prefix="oc-", dir="/tmp"))  # short: a unix socket path has 108 bytes
+    monkeypatch.setenv("OPSCTL_CACHE", str(cache))
+    site = _site(tmp_path, sshd.port)
+    assert run("hosts", "trust", "backup", "--site", site, "--fingerprint", sshd.fingerprint)[0] == 0
+    host = connection_for(load(site).site.host("backup")).testinfra()
+    try:
+        assert [host.run("echo %s", n).stdout for n in ("one", "two")] == ["one\n", "two\n"]
+        sockets = list((cache / "ssh").iterdir())
+        assert len(sockets) == 1 and stat.S_ISSOCK(sockets[0].stat().st_mode), sockets
+        assert stat.S_IMODE((cache / "ssh").stat().st_mode) == 0o700
+        check = subprocess.run(["ssh", "-o", f"ControlPath={sockets[0]}", "-O", "check", "backup"],
+                               capture_output=True, text=True)
+        assert check.returncode == 0 and "Master running" in check.stderr, check.stderr
+    finally:
+        for sock in (cache / "ssh").glob("*"):
+            subprocess.run(["ssh", "-o", f"ControlPath={sock}", "-O", "exit", "backup"], capture_output=True)
+        shutil.rmtree(cache, ignore_errors=True)
