@@ -44,7 +44,7 @@ _SSH_EXEC = re.compile(r"SSH: EXEC (ssh|sftp|scp) ")
 
 def site_file(directory: Path, host: str) -> Path:
     """The embedded sandbox site's backup part, served by the VM ``host``."""
-    from opsctl.spec.loader import DEFAULT_SITE
+    from opsctl.site.loader import DEFAULT_SITE
 
     data = yaml.safe_load(DEFAULT_SITE.read_text())
     data["site"] = "bench"
@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from opsctl.apply.secrets import samba_passwords
     from opsctl.sandbox.vm import ZfsVM
-    from opsctl.spec import load
+    from opsctl.site import load
     from opsctl.status import probe_site
 
     # The connection plugin's -vvv lines land in the runner's log (not JSON): they are what is counted.

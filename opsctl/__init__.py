@@ -2,7 +2,7 @@
 
 The flow is spec -> render -> apply -> verify -> observe:
 
-- :mod:`opsctl.spec` loads and validates the site YAML (pydantic),
+- :mod:`opsctl.site` loads and validates the site YAML (pydantic),
 - :mod:`opsctl.render` renders every config file from ``templates/`` (Jinja2),
 - :mod:`opsctl.apply` runs the Ansible playbooks in ``playbooks/`` with roles in ``roles/``,
 - :mod:`opsctl.verify` checks the hosts with testinfra,

@@ -1,6 +1,6 @@
 """Byte counts for people: :func:`human_size` (``1.5G`` in tables, ``1.5 GiB`` on the HTML page).
 
-Parsing a size a person wrote (``500G``) is the site file's job: ``opsctl.spec.types.parse_size``.
+Parsing a size a person wrote (``500G``) is the site file's job: ``opsctl.site.types.parse_size``.
 
 Example::
 

@@ -1,6 +1,6 @@
 """Day-2 user management on the backup server: add, change quota, remove (optionally purge).
 
-Every change goes the same way: edit the site file round-trip (:mod:`opsctl.spec.edit`),
+Every change goes the same way: edit the site file round-trip (:mod:`opsctl.site.edit`),
 validate the whole edited spec, write it atomically, then converge the backup host by running
 the idempotent backup playbook limited to that host (system user, dataset with the defaults and
 the quota, ``chown``/``chmod 700``, share, Avahi ``dkN`` entry all come from the roles and the
@@ -23,11 +23,11 @@ import shlex
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from opsctl.site.edit import SpecDocument, check_user_entry
+from opsctl.site.loader import Loaded, SpecError
+from opsctl.site.models import Site
+from opsctl.site.types import check_posix_user, parse_size
 from opsctl.sizes import human_size
-from opsctl.spec.edit import SpecDocument, check_user_entry
-from opsctl.spec.loader import Loaded, SpecError
-from opsctl.spec.models import Site
-from opsctl.spec.types import check_posix_user, parse_size
 from opsctl.state import backup
 
 

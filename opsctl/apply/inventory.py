@@ -24,7 +24,7 @@ import yaml
 from opsctl import TEMPLATES
 from opsctl.connections import connection_for
 from opsctl.render.context import context_for
-from opsctl.spec.models import Site
+from opsctl.site.models import Site
 
 ROLE_GROUPS = {"backup": "backup_servers", "training": "training_hosts", "slurm_controller": "slurm_controllers",
                "slurm_node": "slurm_nodes"}

@@ -22,7 +22,7 @@ from opsctl.apply.runner import RunSummary, run_playbook
 from opsctl.apply.secrets import samba_passwords
 from opsctl.connections import connection_for
 from opsctl.errors import BadInput
-from opsctl.spec.models import Site
+from opsctl.site.models import Site
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ from pathlib import Path
 from opsctl import PLAYBOOKS, ROOT
 from opsctl.apply.inventory import build_inventory, write_inventory
 from opsctl.files import atomic_write
-from opsctl.spec.models import Site
+from opsctl.site.models import Site
 
 
 @dataclass

@@ -33,7 +33,7 @@ from opsctl.errors import BadInput
 from opsctl.files import atomic_write
 from opsctl.locks import file_lock
 from opsctl.paths import cache_dir
-from opsctl.spec.models import Site
+from opsctl.site.models import Site
 
 
 class SecretError(BadInput):

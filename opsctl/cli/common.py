@@ -16,7 +16,7 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
-from opsctl.spec import DEFAULT_SITE, Loaded, SpecError, load
+from opsctl.site import DEFAULT_SITE, Loaded, SpecError, load
 
 console = Console()
 err = Console(stderr=True)

@@ -13,8 +13,8 @@ from rich.table import Table
 from rich.text import Text
 
 from opsctl.cli.common import EXIT_BAD_INPUT, JsonOpt, SiteOpt, console, fail, load_site, print_json, styled
-from opsctl.spec import DEFAULT_SITE
-from opsctl.spec.models import Site
+from opsctl.site import DEFAULT_SITE
+from opsctl.site.models import Site
 
 
 def init(

@@ -16,7 +16,7 @@ import typer
 from opsctl.cli.common import EXIT_BAD_INPUT, JsonOpt, SiteOpt, console, err, fail, load_site, print_json, styled
 from opsctl.cli.output import live_progress, print_run_summary
 from opsctl.errors import HostUnreachable
-from opsctl.spec.loader import SpecError
+from opsctl.site.loader import SpecError
 
 app = typer.Typer(help="Add, resize and remove Time Machine users on the backup server.", no_args_is_help=True)
 
@@ -167,7 +167,7 @@ def remove(
 ) -> None:
     """Remove a user's access (spec entry, share, Avahi entry, Samba password). The dataset and the backups in it
     are kept unless --purge."""
-    from opsctl.spec.types import check_posix_user
+    from opsctl.site.types import check_posix_user
     from opsctl.users import UserError, dataset_of, plan_remove, purge_dataset, remove_access
 
     loaded = load_site(site, quiet=True)

@@ -15,7 +15,7 @@ from opsctl.connections.base import Connection, ExecConnection
 from opsctl.connections.hostkeys import known_hosts_file, strict_ssh_options
 from opsctl.connections.ssh import SshConnection, multiplex_options
 from opsctl.errors import HostUnreachable
-from opsctl.spec.models import Host
+from opsctl.site.models import Host
 
 Resolver = Callable[[Host], Connection]
 _RESOLVERS: dict[str, Resolver] = {}

@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-from opsctl.spec.models import Site
+from opsctl.site.models import Site
 from opsctl.state.backup import backup_state
 
 

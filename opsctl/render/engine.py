@@ -5,7 +5,7 @@ never an empty string in a config file.
 
 Example::
 
-    from opsctl.spec import load
+    from opsctl.site import load
     from opsctl.render.engine import render_site
     files = render_site(load("inventory/sandbox.yml").site, Path("out"))
 """
@@ -25,7 +25,7 @@ from opsctl.render.artifacts import artifacts_for
 from opsctl.render.context import context_for
 from opsctl.render.filters import FILTERS
 from opsctl.render.zfs_plan import plan
-from opsctl.spec.models import Site
+from opsctl.site.models import Site
 
 
 @dataclass

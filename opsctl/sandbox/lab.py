@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from opsctl.progress import Progress
 from opsctl.sandbox.errors import SandboxError
-from opsctl.spec.models import Site
+from opsctl.site.models import Site
 
 _VM_DISK = re.compile(r"/dev/disk/by-id/virtio-opsctl-disk-(\d+)")
 KIND_OF_ROLE = {"backup": "backup", "training": "trainer", "slurm_controller": "slurm", "slurm_node": "slurm"}

@@ -8,7 +8,7 @@ from __future__ import annotations
 from opsctl.connections import Connection, SshConnection, docker_connection, register_resolver
 from opsctl.connections.ssh import multiplex_options
 from opsctl.sandbox.errors import SandboxError
-from opsctl.spec.models import Host
+from opsctl.site.models import Host
 
 #: The sandbox VM only: a VM this machine created, with a fresh host key, behind a loopback port forward.
 _SANDBOX_SSH_OPTS = "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR"

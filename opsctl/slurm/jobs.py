@@ -23,8 +23,8 @@ import subprocess
 from opsctl.connections import Connection, connection_for
 from opsctl.render.context import context_for
 from opsctl.render.engine import environment
+from opsctl.site.models import Job, Site
 from opsctl.slurm import sweep as sweeps
-from opsctl.spec.models import Job, Site
 
 JOB_ID = re.compile(r"^\d+(_\d+)?$")
 #: a Slurm job name: it lands in ``#SBATCH --job-name=`` and in log file names

@@ -31,8 +31,8 @@ from __future__ import annotations
 import posixpath
 from dataclasses import asdict, dataclass, field
 
-from opsctl.spec.models import Site
-from opsctl.spec.types import parse_size
+from opsctl.site.models import Site
+from opsctl.site.types import parse_size
 
 #: The ZFS user property that marks a dataset opsctl created for a Time Machine user; only such
 #: a dataset may ever be purged (``opsctl user remove --purge``).

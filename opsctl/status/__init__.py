@@ -18,7 +18,7 @@ from pathlib import Path
 
 from opsctl.connections import connection_for
 from opsctl.render.context import context_for
-from opsctl.spec.models import Site
+from opsctl.site.models import Site
 
 PROBE_FILE = Path(__file__).resolve().parent / "probe.py"
 ALERTS_FILE = Path(__file__).resolve().parent / "alerts.py"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from opsctl.spec.edit import atomic_write
+from opsctl.site.edit import atomic_write
 
 #: name -> (type, help)
 METRICS: dict[str, tuple[str, str]] = {

@@ -17,7 +17,7 @@ from opsctl import ROOT
 from opsctl.errors import HostUnreachable
 from opsctl.progress import Progress
 from opsctl.render.engine import render_host
-from opsctl.spec.models import Site
+from opsctl.site.models import Site
 from opsctl.train.wheels import wheel_dir
 
 ML_SOURCE = ROOT / "ml"

@@ -20,7 +20,7 @@ from pathlib import Path
 from opsctl.connections import connection_for
 from opsctl.errors import BadInput, HostUnreachable
 from opsctl.progress import Progress, say
-from opsctl.spec.models import Site
+from opsctl.site.models import Site
 
 JOB_DIR = "/opt/opsctl/job"
 

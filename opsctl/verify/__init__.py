@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 from opsctl.connections import connection_for
 from opsctl.render.context import context_for
-from opsctl.spec.models import Site
+from opsctl.site.models import Site
 from opsctl.verify.checks import CHECKS, Check, Probe
 
 

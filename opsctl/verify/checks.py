@@ -10,7 +10,7 @@ import shlex
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from opsctl.spec.types import parse_size
+from opsctl.site.types import parse_size
 
 
 @dataclass

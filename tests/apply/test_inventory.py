@@ -30,7 +30,7 @@ from opsctl.apply.inventory import (
     write_inventory,
 )
 from opsctl.render.context import context_for
-from opsctl.spec.models import Site
+from opsctl.site.models import Site
 from tests.support.ci import require
 from tests.support.paths import DATA
 

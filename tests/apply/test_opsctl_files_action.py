@@ -22,8 +22,8 @@ import yaml
 from opsctl import TEMPLATES
 from opsctl.render.context import context_for
 from opsctl.render.engine import render_host
-from opsctl.spec.loader import DEFAULT_SITE
-from opsctl.spec.models import Site
+from opsctl.site.loader import DEFAULT_SITE
+from opsctl.site.models import Site
 from tests.support.paths import REPO
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="files are converged as root (owner root)")

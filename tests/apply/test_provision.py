@@ -11,7 +11,7 @@ import pytest
 from opsctl.apply import provision as step
 from opsctl.apply.secrets import SecretError
 from opsctl.errors import BadInput
-from opsctl.spec.models import Site
+from opsctl.site.models import Site
 from tests.support.ci import need
 
 DISKS = ["/dev/disk/by-id/opsctl-test-missing-0", "/dev/disk/by-id/opsctl-test-missing-1"]

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from opsctl.spec.models import Site
+from opsctl.site.models import Site
 from tests.support.ci import need
 
 PLAYBOOK = textwrap.dedent("""\
@@ -83,7 +83,7 @@ def test_sigterm_stops_ansible_and_removes_the_secrets(local, tmp_path):
     script = textwrap.dedent(f"""\
         import sys
         import opsctl.apply.runner as r
-        from opsctl.spec.models import Site
+        from opsctl.site.models import Site
         r.PLAYBOOKS = __import__("pathlib").Path({str(books)!r})
         site = Site.model_validate({{"site": "t", "hosts": [{{"name": "ctl", "connection": "local"}}]}})
         try:

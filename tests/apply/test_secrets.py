@@ -12,8 +12,8 @@ import yaml
 
 from opsctl.apply import secrets
 from opsctl.locks import file_lock
-from opsctl.spec.loader import DEFAULT_SITE
-from opsctl.spec.models import Site
+from opsctl.site.loader import DEFAULT_SITE
+from opsctl.site.models import Site
 
 
 def _site(sandbox: bool) -> Site:

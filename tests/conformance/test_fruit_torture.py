@@ -28,7 +28,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from opsctl.spec import load
+from opsctl.site import load
 from tests.support.ci import need
 from tests.support.vm import alias_vm, reset_vm
 

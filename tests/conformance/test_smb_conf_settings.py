@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from opsctl.render.engine import render_host
-from opsctl.spec import load
+from opsctl.site import load
 from tests.support.ci import require
 from tests.support.paths import REPO
 

@@ -19,7 +19,7 @@ import pytest
 from opsctl.connections import ExecConnection, SshConnection, connection_for, run_on_all
 from opsctl.connections import resolve as resolve_mod
 from opsctl.errors import HostKeyError, HostUnreachable
-from opsctl.spec.models import Host
+from opsctl.site.models import Host
 from tests.connections.test_hostkeys import SSHD, USER, sshd  # noqa: F401  (the fixture)
 from tests.support.paths import REPO
 
@@ -180,7 +180,7 @@ def test_sandbox_registers_its_resolvers():
 
 
 def test_the_product_never_imports_the_sandbox():
-    product = ["opsctl.connections", "opsctl.spec.loader", "opsctl.render.engine", "opsctl.apply.provision",
+    product = ["opsctl.connections", "opsctl.site.loader", "opsctl.render.engine", "opsctl.apply.provision",
                "opsctl.apply.inventory", "opsctl.verify", "opsctl.status", "opsctl.users", "opsctl.train.image",
                "opsctl.train.run", "opsctl.slurm.jobs", "opsctl.state.backup"]
     code = (f"import importlib, sys\nfor m in {product!r}: importlib.import_module(m)\n"

@@ -28,7 +28,7 @@ from typer.testing import CliRunner
 
 from opsctl.cli import app
 from opsctl.connections import HostKeyError, connection_for, known_hosts_file
-from opsctl.spec.loader import load
+from opsctl.site.loader import load
 from tests.support.paths import REPO
 
 SSHD = shutil.which("sshd") or "/usr/sbin/sshd"

@@ -82,7 +82,7 @@ def test_cuda_image_installs_the_torch_build_of_its_cuda(tmp_path):
     import yaml
 
     from opsctl.render import render_site
-    from opsctl.spec import load
+    from opsctl.site import load
 
     site = yaml.safe_load((REPO / "tests" / "data" / "full_site.yml").read_text())
     site["training"]["cuda_image"] = "nvidia/cuda:11.8.0-cudnn8-runtime-ubuntu22.04"

@@ -12,7 +12,7 @@ import yaml
 
 from opsctl import backup_images
 from opsctl.render import render_site
-from opsctl.spec import parse
+from opsctl.site import parse
 from tests.support.paths import REPO
 
 SITE = (REPO / "inventory" / "sandbox.yml").read_text()

@@ -11,7 +11,7 @@ import os
 import pytest
 
 from opsctl.render import render_site
-from opsctl.spec import load
+from opsctl.site import load
 from tests.support.paths import REPO
 
 GOLDEN = REPO / "tests" / "golden"

@@ -27,8 +27,8 @@ from opsctl.apply.inventory import Unsafe, build_inventory, inventory_yaml, unsa
 from opsctl.apply.runner import ansible_env
 from opsctl.render import render_host
 from opsctl.render.filters import confval, confword
-from opsctl.spec import SpecError, parse
-from opsctl.spec.types import RESERVED_SHARES, RESERVED_USER_PREFIXES, RESERVED_USERS
+from opsctl.site import SpecError, parse
+from opsctl.site.types import RESERVED_SHARES, RESERVED_USER_PREFIXES, RESERVED_USERS
 from tests.support.ci import require
 from tests.support.paths import REPO, avahi_dtd_dir
 

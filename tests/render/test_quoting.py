@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 
 from opsctl.render import render_host
 from opsctl.render.filters import confval, shjoin, shquote, xmlescape
-from opsctl.spec import SpecError, parse
-from opsctl.spec.types import check_data_root, check_posix_user
+from opsctl.site import SpecError, parse
+from opsctl.site.types import check_data_root, check_posix_user
 from tests.support.paths import REPO
 
 BASE = (REPO / "inventory" / "sandbox.yml").read_text()

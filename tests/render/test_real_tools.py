@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from opsctl.render import render_site
-from opsctl.spec import parse
+from opsctl.site import parse
 from tests.support.ci import require
 from tests.support.paths import REPO, avahi_dtd_dir
 

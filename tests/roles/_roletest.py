@@ -32,8 +32,8 @@ import opsctl.sandbox  # noqa: F401  (registers how sandbox hosts are reached, a
 from opsctl.apply import inventory as opsctl_inventory
 from opsctl.apply import runner
 from opsctl.render.context import context_for
-from opsctl.spec.loader import DEFAULT_SITE
-from opsctl.spec.models import Site
+from opsctl.site.loader import DEFAULT_SITE
+from opsctl.site.models import Site
 from tests.support.ci import need
 from tests.support.paths import REPO
 

@@ -125,7 +125,7 @@ def _rendered_docker_run(tmp_path, image: str) -> list[str]:
     import shlex
 
     from opsctl.render.engine import render_host
-    from opsctl.spec import load
+    from opsctl.site import load
     from tests.support.paths import NAMES, REPO
 
     site = load(REPO / "inventory" / "sandbox.yml").site

@@ -26,7 +26,7 @@ import pytest
 import yaml
 
 from opsctl.render.context import context_for
-from opsctl.spec.types import parse_size
+from opsctl.site.types import parse_size
 from tests.roles._roletest import make_site, molecule_playbook, run_playbook, sandbox_site_data, vm_inventory
 from tests.support.vm import alias_vm, reset_vm
 

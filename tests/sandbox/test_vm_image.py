@@ -137,7 +137,7 @@ def test_cli_prints_the_image_hash():
 
 def test_every_image_builder_has_the_one_interface():
     from opsctl.sandbox.builders import Builder, sandbox_builders
-    from opsctl.spec.loader import load
+    from opsctl.site.loader import load
     from opsctl.train.image import JobImage
     from opsctl.train.jobbase import JobBase
     from tests.support.paths import REPO

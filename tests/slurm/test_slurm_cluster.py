@@ -27,8 +27,8 @@ import time
 import pytest
 from typer.testing import CliRunner
 
+from opsctl.site import load
 from opsctl.slurm import jobs
-from opsctl.spec import load
 from tests.support.ci import need
 from tests.support.paths import NAMES, REPO
 

@@ -11,8 +11,8 @@ from typer.testing import CliRunner
 
 from opsctl.cli import app
 from opsctl.render.engine import environment, render_host
+from opsctl.site import load
 from opsctl.slurm import jobs, sweep
-from opsctl.spec import load
 from tests.support.ci import require
 from tests.support.paths import REPO
 
@@ -187,7 +187,7 @@ def test_jobs_are_submitted_as_the_non_root_submit_user():
 def test_slurm_accounts_are_never_system_ones(tmp_path, field, value):
     import yaml
 
-    from opsctl.spec.loader import SpecError
+    from opsctl.site.loader import SpecError
 
     data = yaml.safe_load(SITE.read_text())
     data["slurm"][field] = value
@@ -297,7 +297,7 @@ def test_training_roots_refuse_system_folders(tmp_path, field, root):
     """The trainer role chowns training.data_dir/checkpoint_dir to the job uid: never a system folder."""
     import yaml
 
-    from opsctl.spec.loader import SpecError
+    from opsctl.site.loader import SpecError
 
     data = yaml.safe_load(FULL.read_text())
     data["training"][field] = root

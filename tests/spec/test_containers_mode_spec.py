@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from opsctl.spec import SpecError, parse
+from opsctl.site import SpecError, parse
 
 MODE_ANCHOR = "  samba:\n    workgroup"
 

@@ -16,8 +16,8 @@ import pytest
 import yaml
 from pydantic import TypeAdapter, ValidationError
 
-from opsctl.spec import SpecError, parse
-from opsctl.spec.types import MAX_SIZE, DataRoot, parse_size
+from opsctl.site import SpecError, parse
+from opsctl.site.types import MAX_SIZE, DataRoot, parse_size
 from tests.support.paths import REPO
 
 SANDBOX = (REPO / "inventory" / "sandbox.yml").read_text()

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from opsctl.spec import SpecError, load
-from opsctl.spec.edit import SpecDocument, atomic_write
+from opsctl.site import SpecError, load
+from opsctl.site.edit import SpecDocument, atomic_write
 from tests.support.paths import REPO
 
 SANDBOX = (REPO / "inventory" / "sandbox.yml").read_text()

@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from opsctl.spec import SpecError, parse
-from opsctl.spec.types import parse_size
+from opsctl.site import SpecError, parse
+from opsctl.site.types import parse_size
 
 
 def _errors(text: str) -> str:

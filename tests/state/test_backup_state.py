@@ -12,8 +12,8 @@ import yaml
 
 from opsctl.render.context import context_for
 from opsctl.render.engine import render_host
-from opsctl.spec.loader import DEFAULT_SITE
-from opsctl.spec.models import Site
+from opsctl.site.loader import DEFAULT_SITE
+from opsctl.site.models import Site
 from opsctl.state.backup import USER_TAG, backup_state, dataset_of
 from opsctl.users import dataset_of as users_dataset_of
 

@@ -23,7 +23,7 @@ import time
 import pytest
 
 from opsctl.connections import connection_for
-from opsctl.spec import load
+from opsctl.site import load
 from tests.support.opsdata import OPS_SITE
 from tests.support.vm import alias_vm, reset_vm
 from tests.support.webhook import Webhook

@@ -15,8 +15,8 @@ import pytest
 import yaml
 
 from opsctl.render.context import context_for
-from opsctl.spec.loader import DEFAULT_SITE
-from opsctl.spec.models import Site
+from opsctl.site.loader import DEFAULT_SITE
+from opsctl.site.models import Site
 from opsctl.verify.checks import (
     CHECKS,
     Probe,

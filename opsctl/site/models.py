@@ -18,7 +18,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, computed_field, field_validator, model_validator
 
-from opsctl.spec.types import (
+from opsctl.site.types import (
     MAC_DATASET_DEFAULTS,
     UNSTABLE_DISK,
     AbsPath,
@@ -539,7 +539,7 @@ class Slurm(Strict):
                                  "under slurm.nodes")
         if sum(p.default for p in self.partitions) > 1:
             raise ValueError("more than one partition has default: true; mark exactly one")
-        from opsctl.spec.types import RESERVED_USERS
+        from opsctl.site.types import RESERVED_USERS
 
         if self.users_group in RESERVED_USERS or self.users_group == self.submit_user:
             raise ValueError(f"slurm.users_group {self.users_group!r} is a system group or the submit user; "

@@ -1,4 +1,4 @@
-"""Load a site YAML file and validate it into a :class:`~opsctl.spec.models.Site`.
+"""Load a site YAML file and validate it into a :class:`~opsctl.site.models.Site`.
 
 YAML is read as YAML 1.2 (``on``/``off`` stay strings, as ZFS wants them) with
 ruamel.yaml, which also remembers where each key came from, so an error can say
@@ -16,7 +16,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
 from opsctl import INVENTORY
-from opsctl.spec.models import Site
+from opsctl.site.models import Site
 
 #: The embedded default site: the sandbox of local containers and a qemu OpenZFS VM.
 DEFAULT_SITE = INVENTORY / "sandbox.yml"

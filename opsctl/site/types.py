@@ -2,7 +2,7 @@
 
 Every value that ends up in a shell line, a config file or a ZFS command is checked
 here, once, before anything touches a host. Each check raises ``ValueError`` with a
-message that names the bad value and how to fix it; :mod:`opsctl.spec.loader` adds
+message that names the bad value and how to fix it; :mod:`opsctl.site.loader` adds
 the field path and the line of the YAML file.
 """
 

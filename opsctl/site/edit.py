@@ -1,8 +1,8 @@
 """Round-trip editing of the site file: change one user, keep every comment, key order and quote.
 
-The file is loaded with ruamel.yaml's round-trip loader (YAML 1.2, as :mod:`opsctl.spec.loader`
+The file is loaded with ruamel.yaml's round-trip loader (YAML 1.2, as :mod:`opsctl.site.loader`
 reads it), edited in place, dumped with the indentation style that reproduces the original
-file byte for byte, and the *whole* edited text is validated by :func:`opsctl.spec.loader.parse`
+file byte for byte, and the *whole* edited text is validated by :func:`opsctl.site.loader.parse`
 before anything is written. Writes are atomic (temp file in the same directory, fsync,
 ``os.replace``), keep the file's mode, and refuse if the file changed since it was read.
 
@@ -26,9 +26,9 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import YAMLError
 
 from opsctl.files import atomic_write
-from opsctl.spec.loader import Loaded, SpecError, parse
-from opsctl.spec.models import User
-from opsctl.spec.types import parse_size
+from opsctl.site.loader import Loaded, SpecError, parse
+from opsctl.site.models import User
+from opsctl.site.types import parse_size
 
 #: (mapping, sequence, offset) indentation, and whether nulls are written `null`: the dump styles tried
 #: (most common first); the first that reproduces the file byte for byte is used for the edit.
