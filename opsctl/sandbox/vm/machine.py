@@ -425,13 +425,14 @@ class ZfsVM:
                                f"{r.stdout}{r.stderr}")
         return r
 
-    def reinstall(self, *, timeout: float = 900, progress: Progress = None) -> None:
+    def reinstall(self, *, timeout: float = 900, attempts: int = 3, progress: Progress = None) -> None:
         """Simulate an OS reinstall: power off, give the VM a fresh root disk from the image (a new
         overlay), keep its data disks, and boot it again on the same ssh port.
 
         What the data disks hold (a pool, its datasets, the backups) is untouched; everything on
         the root disk (accounts, Samba's database, config files, the pool's import state) is gone,
-        as on a host whose operating system was reinstalled.
+        as on a host whose operating system was reinstalled. A boot whose kernel panics is tried
+        again on a fresh root disk, up to ``attempts`` times (as :meth:`boot` does).
 
         Example::
 
@@ -439,23 +440,34 @@ class ZfsVM:
             vm.ssh("zpool import")   # the pool is there, not imported
         """
         self.stop(timeout=60, keep_files=True)
-        overlay = Path(self.state["overlay"])
-        overlay.unlink(missing_ok=True)
-        subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(Path(self.state["image"]) / "rootfs.img"),
-                        "-F", "raw", str(overlay)], check=True, capture_output=True, text=True)
-        pidfile = Path(self.state["run_dir"]) / "qemu.pid"
-        pidfile.unlink(missing_ok=True)
-        emit(progress, f"zfsvm: {self.name}: booting a fresh root disk with the same data disks")
-        self.state["started_at"] = time.time()
-        proc = subprocess.run(self.state["command"], capture_output=True, text=True, stdin=subprocess.DEVNULL,
-                              timeout=120)
-        if proc.returncode != 0:
-            raise SandboxError(f"qemu failed to restart the {self.name} VM (exit {proc.returncode}): "
-                               f"{(proc.stderr or proc.stdout).strip()}")
-        self.state["pid"] = int(pidfile.read_text().strip())
-        self.state["timings"] = {}
-        self._save()
-        self._wait_ready(timeout, progress)
+        for attempt in range(1, max(1, attempts) + 1):
+            overlay = Path(self.state["overlay"])
+            overlay.unlink(missing_ok=True)
+            subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-b",
+                            str(Path(self.state["image"]) / "rootfs.img"), "-F", "raw", str(overlay)],
+                           check=True, capture_output=True, text=True)
+            pidfile = Path(self.state["run_dir"]) / "qemu.pid"
+            pidfile.unlink(missing_ok=True)
+            emit(progress, f"zfsvm: {self.name}: booting a fresh root disk with the same data disks")
+            self.state["started_at"] = time.time()
+            proc = subprocess.run(self.state["command"], capture_output=True, text=True, stdin=subprocess.DEVNULL,
+                                  timeout=120)
+            if proc.returncode != 0:
+                raise SandboxError(f"qemu failed to restart the {self.name} VM (exit {proc.returncode}): "
+                                   f"{(proc.stderr or proc.stdout).strip()}")
+            self.state["pid"] = int(pidfile.read_text().strip())
+            self.state["timings"] = {}
+            self._save()
+            try:
+                self._wait_ready(timeout, progress)
+                return
+            except _GuestPanicked as exc:
+                self._kill(keep_files=True)
+                if attempt >= attempts:
+                    raise SandboxError(f"the {self.name} VM's kernel panicked during boot {attempt} time(s) in "
+                                       f"a row; last console:\n{exc}") from None
+                emit(progress, f"zfsvm: the {self.name} VM's kernel panicked during boot (attempt {attempt} of "
+                               f"{attempts}); booting it again")
 
     def ssh_command(self) -> list[str]:
         """Return the ssh argv (without a remote command) that logs into this VM as root.
@@ -494,13 +506,14 @@ class ZfsVM:
         if not keep_files:
             self._cleanup()
 
-    def _kill(self) -> None:
-        """Kill qemu at once (a panicked guest answers no poweroff) and remove its files."""
+    def _kill(self, *, keep_files: bool = False) -> None:
+        """Kill qemu at once (a panicked guest answers no poweroff) and remove its files unless ``keep_files``."""
         if self.is_running():
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.pid, signal.SIGKILL)
             self._wait_exit(10)
-        self._cleanup()
+        if not keep_files:
+            self._cleanup()
 
     def _wait_exit(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
