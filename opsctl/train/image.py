@@ -3,7 +3,7 @@
 Example::
 
     tag = build_image(site, progress=print)   # 'opsctl/charlm:latest'
-    ship_image(site, tag)                      # no-op when the host uses this engine
+    ship_image(site, tag)                      # over ssh; no-op when the host uses this engine
 """
 
 from __future__ import annotations
@@ -73,24 +73,39 @@ def build_image(site: Site, progress: Progress = None) -> str:
     return t.image
 
 
-def ship_image(site: Site, tag: str, engine_url: str | None, progress: Progress = None) -> bool:
-    """Copy the image to the training host's engine (``docker save | docker load``).
+def ship_image(site: Site, tag: str, progress: Progress = None) -> bool:
+    """Copy the image to the training host's Docker engine: ``docker save`` here, streamed over the
+    host's ssh connection (Fabric, its key checked against opsctl's known_hosts) into ``docker load``.
 
-    Returns False (nothing to do) when that engine is this machine's own.
+    Returns False (nothing to do) when the host uses this machine's engine: the sandbox and local
+    hosts, or a host whose engine answers with this engine's ID.
+
+    Raises:
+        HostUnreachable: the host's Docker does not answer, or ``docker load`` failed there.
     """
-    import docker
-
+    from opsctl.connections import connection_for
+    from opsctl.connections.ssh import SshConnection
     from opsctl.train.engine import ensure_docker
 
-    local = ensure_docker()
-    if engine_url is None:
+    host = site.host(site.training.host)
+    if host.sandbox or host.connection != "ssh":
         return False
-    remote = docker.DockerClient(base_url=engine_url, use_ssh_client=True, timeout=900)
-    if remote.info()["ID"] == local.info()["ID"]:
+    conn = connection_for(host)
+    assert isinstance(conn, SshConnection)
+    local = ensure_docker()
+    res = conn.run_stdin("docker info --format '{{.ID}}'", "", timeout=120)
+    if res.returncode != 0:
+        raise HostUnreachable(f"Docker on {host.name} does not answer: {(res.stderr or res.stdout).strip()[-300:]}",
+                              f"provision it (`opsctl provision --limit {host.name}`)")
+    if res.stdout.strip() == local.info()["ID"]:
         return False
     if progress:
-        progress(f"shipping {tag} to {engine_url}")
-    remote.images.load(local.images.get(tag).save(named=True))
+        progress(f"shipping {tag} to {host.name}")
+    res = conn.run_stream("docker load", local.images.get(tag).save(named=True), timeout=None)
+    if res.returncode != 0:
+        said = (res.stderr or res.stdout).strip()[-300:]
+        raise HostUnreachable(f"docker load of {tag} failed on {host.name}: {said}",
+                              "check the disk space and the Docker engine on the host")
     return True
 
 

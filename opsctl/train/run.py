@@ -53,7 +53,7 @@ def train(site: Site, *, names: Path | None = None, build: bool = True, resume: 
                        "rendered charlm.def (`apptainer build`) and run /opt/opsctl/job/apptainer-run.sh on the host")
     if build:
         say(progress, f"building {t.image}")
-        ship_image(site, build_image(site, progress=progress), engine_url(site), progress=progress)
+        ship_image(site, build_image(site, progress=progress), progress=progress)
     if names is not None:
         try:
             say(progress, f"uploaded {upload_names(site, names)} on {t.host}")
@@ -61,15 +61,6 @@ def train(site: Site, *, names: Path | None = None, build: bool = True, resume: 
             raise HostUnreachable(f"{exc}; fix the data dir {t.data_dir} on {t.host} (or the names file) "
                                   "and run again") from None
     return run_job(site, ["--resume"] if resume else [], on_line=on_line)
-
-
-def engine_url(site: Site) -> str | None:
-    """The Docker engine of the training host as ``docker -H`` takes it: ``ssh://user@host:port`` for a
-    real ssh host; None (this machine's engine) for the sandbox and local hosts."""
-    host = site.host(site.training.host)
-    if host.sandbox or host.connection != "ssh":
-        return None
-    return f"ssh://{host.user}@{host.address or host.name}:{host.port}"
 
 
 def upload_names(site: Site, names: Path) -> str:

@@ -8,6 +8,7 @@ the known_hosts given, or whose key changed, is refused (HostKeyError) before an
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 import subprocess
 import sys
@@ -119,6 +120,47 @@ def test_large_stdin_timeout_bytes_and_exit_codes(server):
         conn.run_stdin("sleep 30", "", timeout=1)
     result = conn.run("echo out; echo err >&2; exit 4")
     assert (result.rc, result.stdout, result.stderr) == (4, "out\n", "err\n")
+
+
+@needs_sshd
+def test_run_stream_sends_every_byte_without_holding_it_whole(server):
+    # docker save's output, shipped to a training host: binary, in chunks of any size
+    blob = bytes(range(256)) * 4096 + os.urandom(3 << 20)
+    chunks = (blob[i:i + n] for i, n in _cuts(len(blob)))
+    res = _conn(server).run_stream("sha256sum; exit 7", chunks, timeout=120)
+    assert res.returncode == 7 and res.stdout.split()[0] == hashlib.sha256(blob).hexdigest()
+    assert _conn(server).run_stream("wc -c", iter([])).stdout.strip() == "0"  # EOF on an empty stream
+
+
+def _cuts(total: int):
+    """(offset, size) pairs with sizes 1 B .. 1 MiB, covering ``total`` bytes."""
+    pos, sizes = 0, itertools.cycle([1, 7, 65535, 65536, 65537, 1 << 20, 300_000])
+    while pos < total:
+        size = next(sizes)
+        yield pos, size
+        pos += size
+
+
+@needs_sshd
+def test_ship_image_goes_over_the_checked_ssh_connection(server, tmp_path, monkeypatch):
+    # a real ssh training host (this machine through the loopback sshd): its engine is this one, so
+    # nothing is shipped; an untrusted key is refused before anything is sent
+    import yaml
+
+    from opsctl.site import load
+    from opsctl.train.image import ship_image
+
+    site_file = tmp_path / "site.yml"
+    site_file.write_text(yaml.safe_dump({
+        "site": "lab", "hosts": [{"name": "gpu", "address": "127.0.0.1", "port": server.port, "user": USER}],
+        "training": {"host": "gpu", "runtime": "docker", "gpus": 0, "image": "opsctl/charlm:latest",
+                     "data_dir": str(tmp_path / "data"), "checkpoint_dir": str(tmp_path / "ckpt")}}))
+    site = load(str(site_file)).site
+    monkeypatch.setenv("OPSCTL_KNOWN_HOSTS", str(server.known))
+    assert ship_image(site, "opsctl/charlm:latest") is False  # the host's engine ID is this engine's
+    monkeypatch.setenv("OPSCTL_KNOWN_HOSTS", str(tmp_path / "empty"))
+    with pytest.raises(HostKeyError, match="is not trusted yet"):
+        ship_image(site, "opsctl/charlm:latest")
 
 
 @needs_sshd
