@@ -393,6 +393,13 @@ class ZfsVM:
         if status not in ("running", "degraded"):
             failed = self.ssh("systemctl --failed --no-legend --plain").stdout
             raise SandboxError(f"the {self.name} VM came up as {status!r}; failed units:\n{failed}")
+        # Every client reaches the guest from slirp's one address, so sshd's per-source penalties
+        # (OpenSSH >= 9.8: clients that leave before logging in, as ssh-keyscan and refused host keys
+        # do) would shut out every later connection at the banner; a sandbox VM turns them off.
+        self.ssh("if sshd -T 2>/dev/null | grep -qi '^persourcepenalties'; then "
+                 "printf 'PerSourcePenalties no\\nMaxStartups 100:30:200\\n' "
+                 "> /etc/ssh/sshd_config.d/opsctl-sandbox.conf && sshd -t && systemctl reload ssh; fi",
+                 timeout=120)
         self.state["timings"]["boot_to_running_s"] = round(time.time() - t0, 1)
         self.state["system_state"] = status
         self._save()
