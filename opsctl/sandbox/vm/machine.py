@@ -21,7 +21,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -45,16 +45,36 @@ class _GuestPanicked(SandboxError):
     """The guest kernel panicked while booting (read from the serial console)."""
 
 
-def _panic_line(console: Path) -> str | None:
-    """The console's ``Kernel panic`` line, or None while the kernel has not panicked."""
+def _panicked(console: Path) -> bool:
+    """Has the guest kernel printed :data:`PANIC_MARK` on the serial console?"""
     try:
-        with console.open("rb") as f:
-            for raw in f:
-                if PANIC_MARK.encode() in raw:
-                    return raw.decode(errors="replace").strip()
+        return PANIC_MARK.encode() in console.read_bytes()
     except OSError:
-        return None
-    return None
+        return False
+
+
+def _until_up(name: str, start: Callable[[], ZfsVM], *, timeout: float, attempts: int, keep_files: bool,
+              stop_on_error: bool, progress: Progress) -> ZfsVM:
+    """``start()`` a qemu and wait until its guest is up; when the kernel panics during boot, kill it
+    and start again, up to ``attempts`` times. ``keep_files``: the killed VM's disks stay (a reinstall
+    keeps its data disks); ``stop_on_error``: any other failure powers the VM off."""
+    for attempt in range(1, max(1, attempts) + 1):
+        vm = start()
+        try:
+            vm._wait_ready(timeout, progress)
+            return vm
+        except _GuestPanicked as exc:
+            vm._kill(keep_files=keep_files)
+            if attempt >= attempts:
+                raise SandboxError(f"the {name} VM's kernel panicked during boot {attempt} time(s) in a row; "
+                                   f"last console:\n{exc}") from None
+            emit(progress, f"zfsvm: the {name} VM's kernel panicked during boot (attempt {attempt} of "
+                           f"{attempts}); booting it again")
+        except BaseException:
+            if stop_on_error:
+                vm.stop(timeout=5)
+            raise
+    raise AssertionError("unreachable")
 
 
 def _free_port() -> int:
@@ -251,25 +271,14 @@ class ZfsVM:
                     return existing
                 existing._cleanup()
             image = ensure_vm_image(progress=progress)
-            for attempt in range(1, max(1, attempts) + 1):
-                vm = cls._start_on_free_port(name, image, disks=disks, disk_size=disk_size,
-                                             ssh_port=ssh_port, memory=memory, smp=smp,
-                                             forwards=forwards, internet=internet,
-                                             kernel_args=kernel_args, progress=progress)
-                try:
-                    vm._wait_ready(timeout, progress)
-                    return vm
-                except _GuestPanicked as exc:
-                    vm._kill()
-                    if attempt >= attempts:
-                        raise SandboxError(f"the {name} VM's kernel panicked during boot "
-                                           f"{attempt} time(s) in a row; last console:\n{exc}") from None
-                    emit(progress, f"zfsvm: the {name} VM's kernel panicked during boot "
-                                   f"(attempt {attempt} of {attempts}); booting it again")
-                except BaseException:
-                    vm.stop(timeout=5)
-                    raise
-            raise AssertionError("unreachable")
+
+            def start() -> ZfsVM:
+                return cls._start_on_free_port(name, image, disks=disks, disk_size=disk_size, ssh_port=ssh_port,
+                                               memory=memory, smp=smp, forwards=forwards, internet=internet,
+                                               kernel_args=kernel_args, progress=progress)
+
+            return _until_up(name, start, timeout=timeout, attempts=attempts, keep_files=False,
+                             stop_on_error=True, progress=progress)
 
     @classmethod
     def _start_on_free_port(cls, name: str, image: Path, *, ssh_port: int | None,
@@ -367,7 +376,7 @@ class ZfsVM:
             if not self.is_running():
                 raise SandboxError(f"the {self.name} VM's qemu exited during boot; console log "
                                    f"{self.state['console_log']}:\n{tail(Path(self.state['console_log']))}")
-            if _panic_line(Path(self.state["console_log"])):
+            if _panicked(Path(self.state["console_log"])):
                 raise _GuestPanicked(tail(Path(self.state["console_log"])))
             try:
                 r = self.ssh("true", timeout=30, connect_timeout=5)
@@ -400,6 +409,12 @@ class ZfsVM:
                  "printf 'PerSourcePenalties no\\nMaxStartups 100:30:200\\n' "
                  "> /etc/ssh/sshd_config.d/opsctl-sandbox.conf && sshd -t && systemctl reload ssh; fi",
                  timeout=120)
+        # sshd re-executes itself on reload and resets connections for a moment: wait until it answers
+        reload_deadline = time.monotonic() + 120
+        while self.ssh("true", timeout=30, connect_timeout=5).returncode != 0:
+            if time.monotonic() > reload_deadline:
+                raise SandboxError(f"the {self.name} VM's sshd did not answer after its reload")
+            time.sleep(1)
         self.state["timings"]["boot_to_running_s"] = round(time.time() - t0, 1)
         self.state["system_state"] = status
         self._save()
@@ -447,13 +462,14 @@ class ZfsVM:
             vm.ssh("zpool import")   # the pool is there, not imported
         """
         self.stop(timeout=60, keep_files=True)
-        for attempt in range(1, max(1, attempts) + 1):
-            overlay = Path(self.state["overlay"])
+        overlay = Path(self.state["overlay"])
+        pidfile = Path(self.state["run_dir"]) / "qemu.pid"
+
+        def start() -> ZfsVM:
             overlay.unlink(missing_ok=True)
             subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-b",
                             str(Path(self.state["image"]) / "rootfs.img"), "-F", "raw", str(overlay)],
                            check=True, capture_output=True, text=True)
-            pidfile = Path(self.state["run_dir"]) / "qemu.pid"
             pidfile.unlink(missing_ok=True)
             emit(progress, f"zfsvm: {self.name}: booting a fresh root disk with the same data disks")
             self.state["started_at"] = time.time()
@@ -465,16 +481,10 @@ class ZfsVM:
             self.state["pid"] = int(pidfile.read_text().strip())
             self.state["timings"] = {}
             self._save()
-            try:
-                self._wait_ready(timeout, progress)
-                return
-            except _GuestPanicked as exc:
-                self._kill(keep_files=True)
-                if attempt >= attempts:
-                    raise SandboxError(f"the {self.name} VM's kernel panicked during boot {attempt} time(s) in "
-                                       f"a row; last console:\n{exc}") from None
-                emit(progress, f"zfsvm: the {self.name} VM's kernel panicked during boot (attempt {attempt} of "
-                               f"{attempts}); booting it again")
+            return self
+
+        _until_up(self.name, start, timeout=timeout, attempts=attempts, keep_files=True, stop_on_error=False,
+                  progress=progress)
 
     def ssh_command(self) -> list[str]:
         """Return the ssh argv (without a remote command) that logs into this VM as root.
