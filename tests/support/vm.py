@@ -46,12 +46,27 @@ GROUP = "zfs-vm"
 _RESET = r"""
 set -u
 for p in $(zpool list -H -o name 2>/dev/null); do zpool destroy -f "$p"; done
-for d in /dev/disk/by-id/virtio-opsctl-disk-*; do
-    case "$d" in *-part*) continue;; esac
+disks=$(ls -d /dev/disk/by-id/virtio-opsctl-disk-* | grep -v -- -part)
+for d in $disks; do
+    # The last pool's labels live on its partition, not on the whole disk: clear them there first,
+    # or a new partition table at the same offsets brings the old labels back.
+    for p in "$d"-part*; do
+        [ -e "$p" ] || continue
+        zpool labelclear -f "$p" >/dev/null 2>&1 || true
+        wipefs -q -a "$p" >/dev/null 2>&1 || true
+    done
     zpool labelclear -f "$d" >/dev/null 2>&1 || true
     wipefs -q -a "$d" >/dev/null 2>&1 || true
+    blockdev --rereadpt "$d" >/dev/null 2>&1 || true
 done
-udevadm settle --timeout=30 || true
+udevadm settle --timeout=60 || true
+for d in $disks; do
+    dev=$(basename "$(readlink -f "$d")")
+    if ls -d /sys/class/block/"$dev"/"$dev"* >/dev/null 2>&1 || ls "$d"-part* >/dev/null 2>&1; then
+        echo "$d still has partitions:"; lsblk "$d"; ls -l "$d"-part* 2>&1; exit 1
+    fi
+    [ -z "$(wipefs -n "$d")" ] || { echo "$d still has signatures:"; wipefs -n "$d"; exit 1; }
+done
 for u in $(awk -F: '$3 >= 1000 && $3 < 60000 {print $1}' /etc/passwd); do
     pdbedit -x "$u" >/dev/null 2>&1 || true
     userdel "$u" >/dev/null 2>&1 || true

@@ -19,6 +19,9 @@ description:
   - Only when no such pool exists, every disk is checked with C(wipefs -n) and C(lsblk); a disk that
     carries a file system, RAID, ZFS or partition table signature, or has partitions, is refused unless
     O(force_disks=true), and the pool is created.
+  - A C(zpool create) that fails because a new partition did not show up in time (udev) is retried once
+    after its own partition table is cleared; a create that still fails leaves the disks blank, as it
+    found them, so the next run is not refused for its leftovers.
   - Supports check mode and diff mode.
 options:
   name:
@@ -73,6 +76,10 @@ argv:
   description: The C(zpool create) or C(zpool import) command line run (or that would run).
   type: list
   returned: when the pool was not imported
+retried:
+  description: Whether C(zpool create) was run a second time (see the description).
+  type: bool
+  returned: when the first create failed for a partition that was not there in time
 signatures:
   description: Disks found carrying signatures, with what was found.
   type: dict
@@ -240,6 +247,28 @@ def settle(module: AnsibleModule) -> None:
         module.run_command([udevadm, "settle", "--timeout=60"])
 
 
+#: ``zpool create`` failures that mean "the new partition was not there in time", not "the disk is in use".
+RETRYABLE = r"currently unavailable|missing link|was partitioned but"
+
+
+def clear_own_partitions(module: AnsibleModule, disks: list[str], result: dict) -> None:
+    """Erase what a failed ``zpool create`` wrote on ``disks``: the ZFS labels on its partitions, then
+    the partition table. Only called on disks that were blank (or wiped with force_disks) just before."""
+    for disk in disks:
+        # The kernel's view (lsblk), not udev's links: a partition whose link never appeared is still there.
+        _rc, out, _err = module.run_command(["lsblk", "-rnpo", "PATH,TYPE", disk])
+        parts = [line.split(" ")[0] for line in out.splitlines() if line.endswith(" part")]
+        for part in parts:
+            module.run_command(["zpool", "labelclear", "-f", part])
+            module.run_command(["wipefs", "--all", part])
+        rc, _out, err = module.run_command(["wipefs", "--all", disk])
+        if rc != 0:
+            module.fail_json(msg=f"`zpool create` failed and clearing its partition table with `wipefs --all "
+                                 f"{disk}` failed too (rc {rc}): {err.strip()}", **result)
+        module.run_command(["blockdev", "--rereadpt", disk])
+    settle(module)
+
+
 def import_pool(module: AnsibleModule, name: str, candidates: list[dict], result: dict) -> None:
     if len(candidates) > 1:
         ids = ", ".join(f"{p['id']} ({p['state']})" for p in candidates)
@@ -337,10 +366,24 @@ def main() -> None:
             rc, out, err = module.run_command(["wipefs", "--all", disk])
             if rc != 0:
                 module.fail_json(msg=f"`wipefs --all {disk}` failed (rc {rc}): {err.strip()}", **result)
-        settle(module)
+    settle(module)
     rc, out, err = module.run_command(argv)
+    if rc != 0 and re.search(RETRYABLE, err + out):
+        # zpool partitions each whole disk, then opens the new partition through its udev link; a busy
+        # udev (or a stale link of the disk's last partition table) makes that fail. The disks were blank
+        # (or wiped) a moment ago, so what they carry now is this run's own partition table: clear it,
+        # let udev catch up, and try once more.
+        result["retried"] = True
+        module.warn(f"`zpool create` failed at first ({(err.strip() or out.strip()).splitlines()[-1]}); the "
+                    "partition table it had just written was cleared and the create run once more")
+        clear_own_partitions(module, disks, result)
+        rc, out, err = module.run_command(argv)
     if rc != 0:
-        module.fail_json(msg=f"`{' '.join(argv)}` failed (rc {rc}): {err.strip() or out.strip()}", **result)
+        # Leave the disks as they were found, so the next run is not refused for this run's leftovers.
+        clear_own_partitions(module, disks, result)
+        module.fail_json(msg=f"`{' '.join(argv)}` failed (rc {rc}): {err.strip() or out.strip()}. The disks "
+                             "were left blank, as they were found; run provision again (if it fails the same "
+                             "way, check the disks: dmesg, lsblk).", **result)
     module.exit_json(**result)
 
 
