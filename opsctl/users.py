@@ -14,7 +14,10 @@ Each ``opsctl user`` command calls one service here (:func:`add_user`, :func:`ch
 Example::
 
     plan = plan_add(loaded, "carol", quota="500G", protocols=["smb"])
-    summary = add_user(plan)          # the password from the secret sources
+    applied = add_user(plan)          # the password from the secret sources
+    if applied.summary.failed: ...
+
+Every service returns an :class:`Applied`: the playbook run's summary plus what the command reports.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from __future__ import annotations
 import shlex
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from opsctl.site.edit import SpecDocument, check_user_entry
 from opsctl.site.loader import Loaded, SpecError
@@ -29,6 +33,9 @@ from opsctl.site.models import Site
 from opsctl.site.types import check_posix_user, parse_size
 from opsctl.sizes import human_size
 from opsctl.state import backup
+
+if TYPE_CHECKING:
+    from opsctl.apply.runner import RunSummary
 
 
 class UserError(Exception):
@@ -54,6 +61,17 @@ class Plan:
     def host(self) -> str:
         assert self.after.backup is not None
         return self.after.backup.host
+
+
+@dataclass
+class Applied:
+    """What a service did: the backup playbook's run summary (``summary.failed`` says whether it
+    converged), the dataset's usage read before a quota change, and the steps done outside the
+    roles on remove (``{"samba": ..., "login": ...}``, empty when the playbook failed)."""
+
+    summary: RunSummary
+    used: int | None = None
+    access: dict[str, str] = field(default_factory=dict)
 
 
 def _backup(site: Site) -> None:
@@ -169,7 +187,8 @@ def apply_change(plan: Plan, *, secret_vars: dict | None = None, extra_vars: dic
 # --------------------------------------------------------------------------- the services (one per command)
 
 
-def add_user(plan: Plan, password: str | None = None, *, on_event: Callable[[dict], None] | None = None):
+def add_user(plan: Plan, password: str | None = None, *,
+             on_event: Callable[[dict], None] | None = None) -> Applied:
     """``opsctl user add``: write the site file, converge the backup host, set the AFP password.
 
     Args:
@@ -178,7 +197,7 @@ def add_user(plan: Plan, password: str | None = None, *, on_event: Callable[[dic
             (``OPSCTL_SMB_PASSWORD_<USER>``, ``OPSCTL_SECRETS_FILE``, the sandbox store or a prompt).
         on_event: progress callback for the playbook run.
 
-    Returns the playbook's run summary (check ``summary.failed``). Only this user's password is sent
+    Returns the playbook's run (check ``.summary.failed``). Only this user's password is sent
     (in a 0600 vars file, never argv), and it is set even if the account already had one.
 
     Raises:
@@ -187,7 +206,7 @@ def add_user(plan: Plan, password: str | None = None, *, on_event: Callable[[dic
 
     Example::
 
-        summary = add_user(plan_add(loaded, "carol", "500G"), password)
+        applied = add_user(plan_add(loaded, "carol", "500G"), password)
     """
     from opsctl.apply.secrets import SecretError, check_password, samba_passwords
     from opsctl.errors import HostUnreachable
@@ -208,18 +227,18 @@ def add_user(plan: Plan, password: str | None = None, *, on_event: Callable[[dic
             set_system_password(plan.after, name, password)
         except (UserError, HostUnreachable) as exc:
             raise UserError(f"{exc}; the user was added but cannot log in over AFP yet", bad_input=False) from None
-    return summary
+    return Applied(summary)
 
 
-def change_quota(plan: Plan, *, on_event: Callable[[dict], None] | None = None):
+def change_quota(plan: Plan, *, on_event: Callable[[dict], None] | None = None) -> Applied:
     """``opsctl user set-quota``: refuse a quota below the current usage, else write and converge.
 
-    Returns ``(summary, used_bytes)``. Nothing is written when the usage is above the new quota or
-    cannot be read (:class:`UserError`; ``bad_input`` tells the two apart).
+    Returns the run with ``used`` (the dataset's bytes in use before). Nothing is written when the
+    usage is above the new quota or cannot be read (:class:`UserError`; ``bad_input`` tells the two apart).
 
     Example::
 
-        summary, used = change_quota(plan_set_quota(loaded, "alice", "600G"))
+        used = change_quota(plan_set_quota(loaded, "alice", "600G")).used
     """
     from opsctl.errors import HostUnreachable
 
@@ -228,19 +247,20 @@ def change_quota(plan: Plan, *, on_event: Callable[[dict], None] | None = None):
         used = check_quota_not_below_usage(plan.before, plan.user, quota)
     except HostUnreachable as exc:
         raise UserError(f"{exc}; cannot read the current usage, nothing was applied", bad_input=False) from None
-    return apply_change(plan, on_event=on_event), used
+    return Applied(apply_change(plan, on_event=on_event), used=used)
 
 
-def remove_access(plan: Plan, *, on_event: Callable[[dict], None] | None = None):
+def remove_access(plan: Plan, *, on_event: Callable[[dict], None] | None = None) -> Applied:
     """``opsctl user remove``: write the site file, converge, then forget the Samba password and
     lock the login (the roles never delete). The dataset and its backups stay.
 
-    Returns ``(summary, {"samba": ..., "login": ...})`` (empty when the playbook failed).
+    Returns the run with ``access`` ``{"samba": ..., "login": ...}`` (empty when the playbook failed).
     """
     summary = apply_change(plan, on_event=on_event)
     if summary.failed:
-        return summary, {}
-    return summary, {"samba": samba_forget(plan.after, plan.user), "login": lock_login(plan.after, plan.user)}
+        return Applied(summary)
+    return Applied(summary, access={"samba": samba_forget(plan.after, plan.user),
+                                    "login": lock_login(plan.after, plan.user)})
 
 
 def samba_forget(site: Site, name: str) -> str:
@@ -345,6 +365,6 @@ def onboarding(site: Site, name: str) -> list[str]:
     return lines
 
 
-__all__ = ["Plan", "SpecError", "UserError", "add_user", "apply_change", "change_quota",
+__all__ = ["Applied", "Plan", "SpecError", "UserError", "add_user", "apply_change", "change_quota",
            "check_quota_not_below_usage", "check_user_entry", "dataset_of", "lock_login", "onboarding", "plan_add",
            "plan_remove", "plan_set_quota", "purge_dataset", "remove_access", "samba_forget"]

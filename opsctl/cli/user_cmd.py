@@ -53,7 +53,8 @@ def _save(plan) -> None:
 def _apply(plan, service, *, as_json: bool):
     """Run ``service(on_event=...)`` (one of opsctl.users' services for ``plan``) with progress, and
     turn what can go wrong into one line: bad input exits 2, a failed or interrupted apply exits 1
-    (130/143) saying the site file was updated and how to converge. Returns what the service returned."""
+    (130/143) saying the site file was updated and how to converge. Returns the service's
+    :class:`opsctl.users.Applied`."""
     from opsctl.apply.runner import Interrupted
     from opsctl.users import UserError
 
@@ -70,7 +71,7 @@ def _apply(plan, service, *, as_json: bool):
     except Interrupted as exc:
         fail(f"interrupted ({exc.signal_name}): the site file {plan.doc.path} was updated, applying it was stopped; "
              f"run `opsctl provision --limit {plan.host}`, it converges", 130 if exc.signal_name == "SIGINT" else 143)
-    summary = result[0] if isinstance(result, tuple) else result
+    summary = result.summary
     if not as_json:
         print_run_summary(summary)
     if summary.failed:
@@ -144,7 +145,7 @@ def set_quota(
     if no_apply:
         _save(plan)
     else:
-        _, used = _apply(plan, lambda on_event: change_quota(plan, on_event=on_event), as_json=as_json)
+        used = _apply(plan, lambda on_event: change_quota(plan, on_event=on_event), as_json=as_json).used
     if as_json:
         print_json({"ok": True, "action": "set-quota", "user": name, "quota": quota, "used_bytes": used,
                     "applied": not no_apply})
@@ -200,8 +201,8 @@ def remove(
         if no_apply:
             _save(plan)
         else:
-            _, done = _apply(plan, lambda on_event: remove_access(plan, on_event=on_event), as_json=as_json)
-            result.update(done)
+            result.update(_apply(plan, lambda on_event: remove_access(plan, on_event=on_event),
+                                 as_json=as_json).access)
     if purge:
         after = plan.after if in_spec else loaded.site
         try:
