@@ -1,4 +1,5 @@
-"""The ordered plan that builds a backup server's ZFS state: pool, accounts, datasets, ownership.
+"""The ordered plan that builds a backup server's ZFS state: pool, accounts, share groups, datasets,
+ownership.
 
 The steps are derived from the desired state (:mod:`opsctl.state.backup`), the same object the zfs
 role hands to its modules, and rendered as a reviewable shell script (``templates/zfs/plan.sh.j2``)
@@ -35,6 +36,11 @@ def plan(state: dict) -> list[dict]:
                       "argv": ["useradd", "-M", "-g", user["name"], "-d", user["home"], "-s", "/usr/sbin/nologin",
                                "-c", user["full_name"], *(["-u", str(user["uid"])] if user["uid"] else []),
                                user["name"]]})
+    for group in state["groups"]:
+        steps.append({"id": f"group:{group['name']}", "check": ["getent", "group", group["name"]],
+                      "argv": ["groupadd", group["name"]]})
+        steps.append({"id": f"members:{group['name']}", "check": None,
+                      "argv": ["gpasswd", "-M", ",".join(group["members"]), group["name"]]})
     for ds in state["datasets"]:
         argv = ["zfs", "create", *(["-p"] if ds["parents"] else [])]
         for name, value in ds["properties"].items():
@@ -46,6 +52,6 @@ def plan(state: dict) -> list[dict]:
         if ds["owner"]:
             path = ds["mountpoint"]
             steps.append({"id": f"owner:{path}", "check": None,
-                          "argv": ["chown", f"{ds['owner']}:{ds['owner']}", path]})
+                          "argv": ["chown", f"{ds['owner']}:{ds['group'] or ds['owner']}", path]})
             steps.append({"id": f"mode:{path}", "check": None, "argv": ["chmod", ds["mode"], path]})
     return steps

@@ -318,6 +318,13 @@ class Backup(Strict):
         _unique("datasets", [s["dataset"] for s in self.time_machine_shares]
                 + [self.share_dataset(s.dataset) for s in self.shares], "give each share its own dataset")
         users = {u.name for u in self.users}
+        groups = [self.share_group(s.name) for s in self.shares]
+        _unique("share groups", groups, "the group of a share is 'share-' + its name in lower case ('.' read "
+                "as '-', at most 32 characters): make the share names differ in their first 26 characters")
+        for share, group in zip(self.shares, groups, strict=True):
+            if group in users:
+                raise ValueError(f"share {share.name!r}: its members' group {group!r} is the name of a user "
+                                 "(whose own group has that name); rename the share or the user")
         for share in self.shares:
             unknown = [u for u in share.valid_users if u not in users]
             if unknown:
@@ -377,6 +384,11 @@ class Backup(Strict):
 
     def user_path(self, user: str) -> str:
         return f"{self.pool.root_mountpoint}/{user}"
+
+    def share_group(self, share: str) -> str:
+        """The group of an extra share's ``valid_users``: it owns the share's folder (mode 2770), so every
+        member can write there and what one writes the others can change."""
+        return ("share-" + share.lower().replace(".", "-"))[:32]
 
     def share_dataset(self, dataset: str) -> str:
         """An extra share's dataset (``dataset`` as given under ``shares:``, below the pool)."""

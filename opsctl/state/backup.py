@@ -2,8 +2,8 @@
 
 One object says what the backup host must look like: the pool (vdevs, ashift, root dataset
 properties), every dataset in creation order with every property it gets (quota and mountpoint
-included), the owner and mode of each Time Machine dataset's mountpoint, the ``opsctl:user`` tag
-that marks a dataset opsctl created for a user, the users' system accounts, the shares and who may
+included), the owner and mode of each share's mountpoint, the ``opsctl:user`` tag that marks a
+dataset opsctl created for a user, the users' system accounts, the extra shares' groups, the shares and who may
 use them over which protocol (with the Time Machine size and the ``dkN`` record each advertises),
 the daemons that must run, the mDNS service types announced, and which configuration files exist.
 
@@ -41,6 +41,9 @@ USER_TAG = "opsctl:user"
 CREATE_ONLY = ("normalization", "utf8only", "casesensitivity")
 #: Mode of a Time Machine dataset's mountpoint (owned user:user).
 SHARE_MODE = "0700"
+#: Mode of an extra share's mountpoint (owned root:<its group>): its members read and write, the
+#: setgid bit gives what they create the share's group.
+GROUP_SHARE_MODE = "2770"
 
 
 @dataclass(frozen=True)
@@ -71,8 +74,9 @@ class DatasetState:
     properties: dict[str, str]
     kind: str  # "parent" (below the pool, above the users'), "user" (Time Machine), "share" (extra share)
     user: str | None = None  # Time Machine user: tagged opsctl:user=<user> at creation
-    owner: str | None = None  # the mountpoint's owner and group
+    owner: str | None = None  # the mountpoint's owner (and group, unless ``group`` says otherwise)
     mode: str | None = None  # the mountpoint's mode
+    group: str | None = None  # the mountpoint's group when it is not the owner's
     parents: bool = False  # create missing parents (zfs create -p)
 
     @property
@@ -96,6 +100,14 @@ class AccountState:
 
 
 @dataclass(frozen=True)
+class GroupState:
+    """The group of an extra share: exactly its ``valid_users`` (opsctl owns the group)."""
+
+    name: str
+    members: list[str]
+
+
+@dataclass(frozen=True)
 class ShareState:
     """One served folder: a user's Time Machine share, or an extra share."""
 
@@ -111,6 +123,7 @@ class ShareState:
     dk: str | None = None  # its record in the _adisk._tcp advertisement
     read_only: bool = False
     comment: str = ""
+    group: str | None = None  # an extra share's group (owns its folder)
 
 
 @dataclass(frozen=True)
@@ -133,6 +146,7 @@ class BackupState:
     datasets: list[DatasetState]
     users: list[AccountState]
     shares: list[ShareState] = field(default_factory=list)
+    groups: list[GroupState] = field(default_factory=list)  # the extra shares' groups
     services: list[str] = field(default_factory=list)  # systemd units that must run
     advertised: list[str] = field(default_factory=list)  # mDNS service types announced
     files: list[FileState] = field(default_factory=list)
@@ -221,18 +235,22 @@ def backup_state(site: Site) -> BackupState | None:
                                  [share["user"]], True, user=share["user"], tm_size=share["tm_size"],
                                  tm_size_mib=share["tm_size_mib"], dk=share["dk"],
                                  comment=f"Time Machine for {share['user']}"))
+    groups: list[GroupState] = []
     for share in b.other_shares:
         props = {k: _str(v) for k, v in b.dataset_defaults.items()}
         if share["quota"]:
             props["quota"] = _str(share["quota"])
         props["mountpoint"] = share["path"]
-        datasets.append(DatasetState(share["dataset"], props, "share", parents=True))
+        group = b.share_group(share["name"])
+        groups.append(GroupState(group, list(share["valid_users"])))
+        datasets.append(DatasetState(share["dataset"], props, "share", owner="root", group=group,
+                                     mode=GROUP_SHARE_MODE, parents=True))
         shares.append(ShareState(share["name"], share["dataset"], share["path"], list(share["protocols"]),
                                  list(share["valid_users"]), False, read_only=share["read_only"],
-                                 comment=share["comment"]))
+                                 comment=share["comment"], group=group))
     services, advertised, files = _daemons(b, shares)
     return BackupState(host=b.host, pool=pool_state, datasets=datasets, users=accounts, shares=shares,
-                       services=services, advertised=advertised, files=files)
+                       groups=groups, services=services, advertised=advertised, files=files)
 
 
 def _daemons(b, shares: list[ShareState]) -> tuple[list[str], list[str], list[FileState]]:

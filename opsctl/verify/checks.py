@@ -82,9 +82,12 @@ def user_dirs(p: Probe, ctx: dict) -> Iterator[Check]:
         if not ds["owner"]:
             continue
         f = p.host.file(ds["mountpoint"])
-        ok = f.is_directory and f.user == ds["owner"] and f.mode == int(ds["mode"], 8)
-        yield p.check(f"{ds['mountpoint']} {ds['mode']} {ds['owner']}", ok,
-                      f"mode={oct(f.mode) if f.exists else '-'} owner={f.user if f.exists else '-'}")
+        group = ds.get("group") or ds["owner"]
+        ok = f.is_directory and f.user == ds["owner"] and f.group == group and f.mode == int(ds["mode"], 8)
+        owner = ds["owner"] if group == ds["owner"] else f"{ds['owner']}:{group}"
+        yield p.check(f"{ds['mountpoint']} {ds['mode']} {owner}", ok,
+                      f"mode={oct(f.mode) if f.exists else '-'} owner={f.user if f.exists else '-'}"
+                      f" group={f.group if f.exists else '-'}")
 
 
 def _tm_shares(state: dict, protocol: str) -> list[dict]:

@@ -146,11 +146,11 @@ def fruit_server(session_vm, tmp_path_factory):
     res = _opsctl("provision", "--site", str(SITE), "--playbook", "backup_server.yml",
                   env={"OPSCTL_SMB_PASSWORD_ALICE": password})
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
-    # opsctl leaves an extra share's folder to root (the zfs role sets no owner for it); smbtorture must
-    # create its test folder there, so alice gets it, as an admin would do for the share's user.
+    # smbtorture creates its test folder in the extra share: alice may, as a member of the share's group
+    # (the folder is root:share-lab 2770; nothing is handed to her by hand).
     lab = next(s["path"] for s in load(SITE).site.backup.other_shares if s["name"] == "lab")
-    res = session_vm.ssh(f"chown {USER}:{USER} {shlex.quote(lab)} && chmod 0700 {shlex.quote(lab)}", timeout=120)
-    assert res.returncode == 0, res.stdout + res.stderr
+    res = session_vm.ssh(f"stat -c '%a %U %G' {shlex.quote(lab)}", timeout=120)
+    assert res.stdout.strip() == "2770 root share-lab", res.stdout + res.stderr
     auth = tmp / "auth"
     auth.touch(mode=0o600)
     auth.write_text(f"username = {USER}\npassword = {password}\n")

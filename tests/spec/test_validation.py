@@ -71,6 +71,16 @@ def test_duplicate_datasets(full_yaml):
     assert "duplicate datasets: 'backup/tm/alice'" in message
 
 
+def test_share_groups_may_not_collide(full_yaml):
+    """An extra share's folder belongs to the group share-<name>: two shares may not map to one group,
+    nor may a user be named like it (the user's own group has the user's name)."""
+    clash = full_yaml.replace("name: Projects", "name: p.x").replace(
+        "  shares:\n", "  shares:\n    - name: p-x\n      dataset: px\n      valid_users: [alice]\n")
+    assert "duplicate share groups: 'share-p-x'" in _errors(clash)
+    message = _errors(full_yaml.replace("name: carol-c", "name: share-projects"))
+    assert "share 'Projects': its members' group 'share-projects' is the name of a user" in message
+
+
 def test_duplicate_hosts(example_yaml):
     message = _errors(example_yaml.replace("name: trainer", "name: backup"))
     assert "duplicate hosts" in message

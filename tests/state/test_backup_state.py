@@ -50,7 +50,12 @@ def test_extra_shares_and_nested_roots(full_yaml):
     kinds = {d.name: d.kind for d in state.datasets}
     assert "share" in kinds.values() and "user" in kinds.values()
     shares = [d for d in state.datasets if d.kind == "share"]
-    assert all(d.parents and d.user is None and d.owner is None for d in shares)
+    assert all(d.parents and d.user is None for d in shares)
+    # an extra share's folder belongs to a group of exactly its valid users (members can write there)
+    projects = state.dataset("backup/projects")
+    assert (projects.owner, projects.group, projects.mode) == ("root", "share-projects", "2770")
+    assert [(g.name, g.members) for g in state.groups] == [("share-projects", ["alice", "bob_2"])]
+    assert next(s for s in state.shares if s.name == "Projects").group == "share-projects"
     # parents come before their children
     names = [d.name for d in state.datasets]
     for i, name in enumerate(names):

@@ -35,6 +35,7 @@ USER = "carol"
 DATASET = f"tank/timemachine/{USER}"
 PASSWORD = secrets.token_urlsafe(12)  # fresh per run; travels on stdin only
 ALICE_PASSWORD = secrets.token_urlsafe(12)
+DAN_PASSWORD = secrets.token_urlsafe(12)
 TIMINGS: dict[str, float] = {}
 
 
@@ -58,7 +59,7 @@ def lab(session_vm, tmp_path_factory):
     reset_vm(session_vm)
     alias_vm(session_vm, HOST)
     TIMINGS["reset"] = round(time.monotonic() - started, 1)
-    env = {"OPSCTL_SMB_PASSWORD_ALICE": ALICE_PASSWORD}
+    env = {"OPSCTL_SMB_PASSWORD_ALICE": ALICE_PASSWORD, "OPSCTL_SMB_PASSWORD_DAN": DAN_PASSWORD}
     res = opsctl("provision", "--site", str(site), "--playbook", "backup_server.yml", "--json", env=env)
     TIMINGS["first provision"] = TIMINGS.pop("provision --site")
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
@@ -75,11 +76,12 @@ def sh(lab, command: str, check: bool = True):
     return res
 
 
-def smb(lab, user: str, password: str, commands: str):
-    """smbclient on the host as ``user``; the credentials go to a 0600 auth file through stdin."""
+def smb(lab, user: str, password: str, commands: str, share: str | None = None):
+    """smbclient on the host as ``user`` (on the user's own share unless ``share``); the credentials
+    go to a 0600 auth file through stdin."""
     auth = f"/root/.{user}.smbauth"
     lab["conn"].run_stdin(f"umask 077; cat > {auth}", f"username = {user}\npassword = {password}\n")
-    return lab["conn"].run(f"smbclient //127.0.0.1/{user} -A {auth} -m SMB3 -c {shlex.quote(commands)}")
+    return lab["conn"].run(f"smbclient //127.0.0.1/{share or user} -A {auth} -m SMB3 -c {shlex.quote(commands)}")
 
 
 def status_json(lab, *extra: str, env: dict | None = None):
@@ -154,6 +156,28 @@ def test_failing_disk_is_seen_then_healthy_again(lab, tmp_path):
     finally:
         hook.close()
         sh(lab, f"zpool online tank {disk}", check=False)
+
+
+def test_extra_share_is_written_and_changed_by_each_of_its_members(lab):
+    """An extra share's folder belongs to a group of exactly its valid users (root:share-projects 2770):
+    what alice writes there over SMB, dan may change and add to, and the other way round; dan's own Time
+    Machine share stays closed to alice."""
+    assert sh(lab, "stat -c '%a %U %G' /tank/projects").stdout.strip() == "2770 root share-projects"
+    assert sh(lab, "getent group share-projects").stdout.strip().split(":")[3] == "alice,dan"
+    sh(lab, "echo from-alice > /root/a.txt && echo from-dan > /root/d.txt")
+    res = smb(lab, "alice", ALICE_PASSWORD, "mkdir plans; put /root/a.txt plans/notes.txt", share="Projects")
+    assert res.rc == 0 and "NT_STATUS" not in res.stdout, res.stdout + res.stderr
+    res = smb(lab, "dan", DAN_PASSWORD, "put /root/d.txt plans/notes.txt; mkdir plans/dan; "
+                                        "put /root/d.txt plans/dan/d.txt", share="Projects")
+    assert res.rc == 0 and "NT_STATUS" not in res.stdout, res.stdout + res.stderr
+    res = smb(lab, "alice", ALICE_PASSWORD, "put /root/a.txt plans/dan/a.txt", share="Projects")
+    assert res.rc == 0 and "NT_STATUS" not in res.stdout, res.stdout + res.stderr
+    assert sh(lab, "cat /tank/projects/plans/notes.txt").stdout.strip() == "from-dan"
+    owners = sh(lab, "cd /tank/projects/plans && stat -c '%n %U %G' notes.txt dan dan/a.txt").stdout
+    owners = owners.strip().splitlines()
+    assert owners == ["notes.txt alice share-projects", "dan dan share-projects", "dan/a.txt alice share-projects"]
+    res = smb(lab, "alice", ALICE_PASSWORD, "ls", share="dan")  # dan's Time Machine share stays dan's
+    assert res.rc != 0 and "NT_STATUS_ACCESS_DENIED" in res.stdout + res.stderr, res.stdout + res.stderr
 
 
 def test_user_add(lab):

@@ -51,6 +51,7 @@ class File:
     exists: bool = True
     is_directory: bool = False
     user: str = "root"
+    group: str = "root"
     uid: int = 0
     mode: int = 0o644
     content_string: str = ""
@@ -104,8 +105,10 @@ def _probe(answers: dict[str, Result] | None = None, *, conn: FakeConn | None = 
     return Probe("backup", FakeHost(answers or {}, **host), conn or FakeConn(), passwords or {})
 
 
-def _site() -> Site:
-    return Site.model_validate(yaml.safe_load(DEFAULT_SITE.read_text()))
+def _site(**backup) -> Site:
+    data = yaml.safe_load(DEFAULT_SITE.read_text())
+    data["backup"].update(backup)
+    return Site.model_validate(data)
 
 
 @pytest.fixture
@@ -209,7 +212,7 @@ def test_quota_none_is_zfs_zero(ctx):
 
 
 def _user_dir_files(**changes) -> dict[str, File]:
-    files = {f"/tank/timemachine/{u}": File(is_directory=True, user=u, mode=0o700) for u in ("alice", "bob")}
+    files = {f"/tank/timemachine/{u}": File(is_directory=True, user=u, group=u, mode=0o700) for u in ("alice", "bob")}
     for user, change in changes.items():
         files[f"/tank/timemachine/{user}"] = change
     return files
@@ -223,16 +226,30 @@ def test_user_folders_owned_by_their_user_0700_pass(ctx):
 
 
 @pytest.mark.parametrize(("bob", "detail"), [
-    (File(is_directory=True, user="bob", mode=0o755), "mode=0o755 owner=bob"),
-    (File(is_directory=True, user="root", mode=0o700), "mode=0o700 owner=root"),
-    (File(is_directory=False, user="bob", mode=0o700), "mode=0o700 owner=bob"),
-    (File(exists=False), "mode=- owner=-"),
+    (File(is_directory=True, user="bob", group="bob", mode=0o755), "mode=0o755 owner=bob group=bob"),
+    (File(is_directory=True, user="root", group="bob", mode=0o700), "mode=0o700 owner=root group=bob"),
+    (File(is_directory=True, user="bob", group="users", mode=0o700), "mode=0o700 owner=bob group=users"),
+    (File(is_directory=False, user="bob", group="bob", mode=0o700), "mode=0o700 owner=bob group=bob"),
+    (File(exists=False), "mode=- owner=- group=-"),
 ])
 def test_user_folder_with_wrong_mode_owner_or_missing_fails(ctx, bob, detail):
     checks = _by_name(user_dirs(_probe(files=_user_dir_files(bob=bob)), ctx))
     assert checks["/tank/timemachine/alice 0700 alice"].ok
     check = checks["/tank/timemachine/bob 0700 bob"]
     assert not check.ok and check.detail == detail
+
+
+@pytest.mark.parametrize(("folder", "ok"), [
+    (File(is_directory=True, user="root", group="share-projects", mode=0o2770), True),
+    (File(is_directory=True, user="root", group="root", mode=0o755), False),  # members could not write
+    (File(is_directory=True, user="root", group="share-projects", mode=0o770), False),  # no setgid bit
+])
+def test_extra_share_folder_belongs_to_its_members_group(ctx, folder, ok):
+    ctx = context_for(_site(shares=[{"name": "Projects", "dataset": "projects", "valid_users": ["alice", "bob"]}]),
+                      "backup")
+    files = {**_user_dir_files(), "/tank/projects": folder}
+    check = _by_name(user_dirs(_probe(files=files), ctx))["/tank/projects 2770 root:share-projects"]
+    assert check.ok is ok, check
 
 
 # --------------------------------------------------------------------------- Samba

@@ -16,6 +16,8 @@ description:
   - An existing account whose uid differs from a uid the spec gives is refused too (changing it would
     orphan the files of its backups).
   - Drifted home, shell, primary group or comment are corrected with C(usermod).
+  - Each of O(groups) (an extra share's group) is created after the accounts and holds exactly its
+    C(members) (C(gpasswd -M)); a group of that name with a gid below C(min_id) is refused like an account.
   - Supports check mode and diff mode.
 options:
   users:
@@ -23,6 +25,11 @@ options:
     type: list
     elements: dict
     required: true
+  groups:
+    description: Each a dict with C(name) and C(members) (account names); opsctl owns these groups.
+    type: list
+    elements: dict
+    default: []
   shell:
     description: Login shell of the accounts.
     type: str
@@ -49,6 +56,8 @@ EXAMPLES = r"""
   opsctl_users:
     users:
       - {name: alice, home: /tank/timemachine/alice, uid: null, full_name: Alice}
+    groups:
+      - {name: share-projects, members: [alice]}
 """
 
 RETURN = r"""
@@ -59,6 +68,10 @@ created:
 modified:
   description: Accounts changed, with the usermod arguments.
   type: dict
+  returned: always
+groups:
+  description: Groups created or whose members were set (or, in check mode, would be).
+  type: list
   returned: always
 """
 
@@ -99,10 +112,37 @@ def make_homes(module: AnsibleModule, result: dict, before: list[str], after: li
     return done
 
 
+def share_groups(module: AnsibleModule, result: dict, refusals: list[str], before: list[str],
+                 after: list[str]) -> list[list[str]]:
+    """The steps that give each share group exactly its members (run after the accounts exist)."""
+    steps: list[list[str]] = []
+    for spec in module.params["groups"]:
+        name, members = spec["name"], sorted(spec.get("members") or [])
+        try:
+            group = grp.getgrnam(name)
+        except KeyError:
+            group = None
+        if group is not None and group.gr_gid < module.params["min_id"]:
+            refusals.append(f"group {name!r} exists with gid {group.gr_gid} (a system group); a share's group is "
+                            "never a system group: rename the share in the site file")
+            continue
+        have = sorted(group.gr_mem) if group is not None else None
+        if have == members:
+            continue
+        if group is None:
+            steps.append(["groupadd", name])
+        steps.append(["gpasswd", "-M", ",".join(members), name])
+        result["groups"].append(name)
+        before.append(f"group {name}: " + ("absent" if have is None else f"members {','.join(have) or '-'}") + "\n")
+        after.append(f"group {name}: members {','.join(members) or '-'}\n")
+    return steps
+
+
 def main() -> None:
     module = AnsibleModule(
         argument_spec={
             "users": {"type": "list", "elements": "dict", "required": True},
+            "groups": {"type": "list", "elements": "dict", "default": []},
             "shell": {"type": "str", "default": "/usr/sbin/nologin"},
             "min_id": {"type": "int", "default": 1000},
             "make_homes": {"type": "bool", "default": False},
@@ -111,7 +151,7 @@ def main() -> None:
         supports_check_mode=True,
     )
     shell, min_id = module.params["shell"], module.params["min_id"]
-    result: dict = {"changed": False, "created": [], "modified": {}}
+    result: dict = {"changed": False, "created": [], "modified": {}, "groups": []}
     refusals: list[str] = []
     steps: list[list[str]] = []
     before, after = [], []
@@ -162,6 +202,7 @@ def main() -> None:
             result["modified"][name] = args
             before.append(f"user {name}: home={account.pw_dir} shell={account.pw_shell}\n")
             after.append(f"user {name}: home={home} shell={shell}\n")
+    steps += share_groups(module, result, refusals, before, after)
     if refusals:
         module.fail_json(msg="refused, nothing was changed: " + " | ".join(refusals), refusals=refusals, **result)
     if steps and not module.check_mode:

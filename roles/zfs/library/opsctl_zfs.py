@@ -19,13 +19,14 @@ description:
     a create-only property that differs (it can only change by creating a new dataset and migrating
     the data; this module never destroys or recreates one); a quota below what the dataset already uses
     (Time Machine would delete old backups to fit); a quota change whose usage cannot be read.
-  - Then the mountpoint of each dataset with an C(owner) gets that owner and group and C(mode).
+  - Then the mountpoint of each dataset with an C(owner) gets that owner, C(group) (default the owner's
+    name) and C(mode).
   - Supports check mode and diff mode.
 options:
   datasets:
     description:
       - Datasets in creation order, each a dict with C(name), C(properties) (dict), optional C(user)
-        (tag), C(owner), C(mode) (octal string) and C(parents) (zfs create -p).
+        (tag), C(owner), C(group), C(mode) (octal string) and C(parents) (zfs create -p).
     type: list
     elements: dict
     required: true
@@ -161,7 +162,7 @@ def owner_changes(datasets: list[dict]) -> list[tuple[dict, str]]:
             continue
         try:
             st = os.stat(path)
-            uid, gid = pwd.getpwnam(owner).pw_uid, grp.getgrnam(owner).gr_gid
+            uid, gid = pwd.getpwnam(owner).pw_uid, grp.getgrnam(d.get("group") or owner).gr_gid
         except (OSError, KeyError):
             changes.append((d, "absent"))
             continue
@@ -257,9 +258,10 @@ def main() -> None:
         path, mode = d["properties"]["mountpoint"], str(d.get("mode") or "0700")
         result["owned"].append(path)
         before.append(f"{path}: {was}\n")
-        after.append(f"{path}: {d['owner']}:{d['owner']} {mode}\n")
+        owner = f"{d['owner']}:{d.get('group') or d['owner']}"
+        after.append(f"{path}: {owner} {mode}\n")
         if not module.check_mode:
-            run(module, ["chown", f"{d['owner']}:{d['owner']}", path], result)
+            run(module, ["chown", owner, path], result)  # before chmod: a chown may clear set-id bits
             run(module, ["chmod", mode, path], result)
     result["changed"] = bool(creates or sets or owners)
     if result["changed"]:

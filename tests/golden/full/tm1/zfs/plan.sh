@@ -1,8 +1,8 @@
 #!/bin/sh
 # ZFS plan for tm1 (site lab), rendered by opsctl from the site spec:
-# the pool, the Time Machine users' accounts, every dataset with its properties, and the owner and
-# mode of each Time Machine mountpoint. `opsctl provision` applies the same desired state (plan.json)
-# idempotently. Review it, then run it as root.
+# the pool, the Time Machine users' accounts, the extra shares' groups, every dataset with its
+# properties, and the owner and mode of each share's mountpoint. `opsctl provision` applies the
+# same desired state (plan.json) idempotently. Review it, then run it as root.
 # It only creates: every step is skipped when its pool/account/dataset already exists, and nothing
 # here destroys or recreates a pool or dataset. When the pool is not imported but can be imported
 # from its disks (after an OS reinstall, say), the script stops: import it (`opsctl provision` does).
@@ -49,6 +49,14 @@ if ! getent passwd carol-c >/dev/null 2>&1; then
     useradd -M -g carol-c -d /srv/timemachine/carol-c -s /usr/sbin/nologin -c '' carol-c
 fi
 
+# group:share-projects
+if ! getent group share-projects >/dev/null 2>&1; then
+    groupadd share-projects
+fi
+
+# members:share-projects
+gpasswd -M alice,bob_2 share-projects
+
 # dataset:backup/tm
 if ! zfs list -H -o name backup/tm >/dev/null 2>&1; then
     zfs create -o mountpoint=/srv/timemachine backup/tm
@@ -91,3 +99,9 @@ chmod 0700 /srv/timemachine/carol-c
 if ! zfs list -H -o name backup/projects >/dev/null 2>&1; then
     zfs create -p -o normalization=formD -o utf8only=on -o casesensitivity=insensitive -o aclinherit=passthrough -o nbmand=off -o compression=lz4 -o atime=off -o quota=2T -o mountpoint=/backup/projects backup/projects
 fi
+
+# owner:/backup/projects
+chown root:share-projects /backup/projects
+
+# mode:/backup/projects
+chmod 2770 /backup/projects

@@ -1,8 +1,8 @@
 #!/bin/sh
 # ZFS plan for backup (site sandbox), rendered by opsctl from the site spec:
-# the pool, the Time Machine users' accounts, every dataset with its properties, and the owner and
-# mode of each Time Machine mountpoint. `opsctl provision` applies the same desired state (plan.json)
-# idempotently. Review it, then run it as root.
+# the pool, the Time Machine users' accounts, the extra shares' groups, every dataset with its
+# properties, and the owner and mode of each share's mountpoint. `opsctl provision` applies the
+# same desired state (plan.json) idempotently. Review it, then run it as root.
 # It only creates: every step is skipped when its pool/account/dataset already exists, and nothing
 # here destroys or recreates a pool or dataset. When the pool is not imported but can be imported
 # from its disks (after an OS reinstall, say), the script stops: import it (`opsctl provision` does).
