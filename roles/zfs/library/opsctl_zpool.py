@@ -248,7 +248,7 @@ def settle(module: AnsibleModule) -> None:
 
 
 #: ``zpool create`` failures that mean "the new partition was not there in time", not "the disk is in use".
-RETRYABLE = r"currently unavailable|missing link|was partitioned but"
+RETRYABLE = r"currently unavailable|missing link|was partitioned but|failed to detect device partitions"
 
 
 def clear_own_partitions(module: AnsibleModule, disks: list[str], result: dict) -> None:
