@@ -29,3 +29,10 @@ def file_lock(path: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def folder_lock(folder: Path):
+    """The lock of a folder that several processes share (``<folder>.lock`` beside it), e.g. the
+    ``.deb`` cache that image builds bind into their chroots as apt's archives, where apt in a
+    second chroot fails at once on the cache's own lock instead of waiting."""
+    return file_lock(folder.with_name(folder.name + ".lock"))

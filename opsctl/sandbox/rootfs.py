@@ -11,6 +11,7 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
+from opsctl.locks import folder_lock
 from opsctl.progress import Progress, say
 from opsctl.sandbox.errors import SandboxError
 
@@ -47,21 +48,23 @@ def chroot_run(root: Path, args: list[str], progress: Progress | None, *, what: 
 
 @contextlib.contextmanager
 def chroot_mounts(root: Path, debs: Path) -> Iterator[None]:
-    """Mount /proc, /dev/pts and the shared .deb cache into the chroot; always unmount."""
+    """Mount /proc, /dev/pts and the shared .deb cache into the chroot; always unmount. One chroot
+    at a time uses the shared cache (:func:`opsctl.locks.folder_lock`)."""
     mounts: list[Path] = []
-    try:
-        for src, dst, opts in (
-            ("proc", root / "proc", ["-t", "proc"]),
-            ("devpts", root / "dev/pts", ["-t", "devpts", "-o", "newinstance,ptmxmode=0666"]),
-            (str(debs), root / "var/cache/apt/archives", ["--bind"]),
-        ):
-            dst.mkdir(parents=True, exist_ok=True)
-            subprocess.run(["mount", *opts, src, str(dst)], check=True, capture_output=True)
-            mounts.append(dst)
-        yield
-    finally:
-        for dst in reversed(mounts):
-            subprocess.run(["umount", "-l", str(dst)], check=False, capture_output=True)
+    with folder_lock(debs):
+        try:
+            for src, dst, opts in (
+                ("proc", root / "proc", ["-t", "proc"]),
+                ("devpts", root / "dev/pts", ["-t", "devpts", "-o", "newinstance,ptmxmode=0666"]),
+                (str(debs), root / "var/cache/apt/archives", ["--bind"]),
+            ):
+                dst.mkdir(parents=True, exist_ok=True)
+                subprocess.run(["mount", *opts, src, str(dst)], check=True, capture_output=True)
+                mounts.append(dst)
+            yield
+        finally:
+            for dst in reversed(mounts):
+                subprocess.run(["umount", "-l", str(dst)], check=False, capture_output=True)
 
 
 def write_into(root: Path, path: str, content: str, mode: int = 0o644) -> None:
