@@ -9,8 +9,10 @@ One truth: the Dockerfiles are the ``dockerfile_inline`` of the services in
   already installed (:func:`ensure_local_base`, ``opsctl/backupbase:trixie``), so the build needs no
   package download; the Dockerfiles skip ``apt-get`` when the daemon is already there.
 
-A host without a registry (the sandbox VM) then gets the images with
-``docker save ... | ssh host docker load`` (:func:`save_command`).
+A host without a registry (``backup.offline_build``, e.g. the sandbox VM) gets them from this machine:
+:func:`offline_images` builds them on the local base and saves them to a tarball (cached by the
+images' IDs), which ``opsctl provision`` hands to the backup_containers role; the role loads it
+with ``docker load`` only when the host's images have other IDs.
 
 Example::
 
@@ -32,6 +34,7 @@ from pathlib import Path
 import yaml
 
 from opsctl.errors import HostUnreachable
+from opsctl.locks import folder_lock
 from opsctl.paths import cache_dir
 
 #: The local base image (no registry): its tag, and the content-hash tag it points at.
@@ -163,18 +166,19 @@ def _install_in_chroot(root: Path, debs: Path, packages: list[str]) -> None:
     archives = root / "var/cache/apt/archives"
     mounts = [("proc", root / "proc", ["-t", "proc", "proc"]), ("debs", archives, ["--bind", str(debs)])]
     done: list[Path] = []
-    try:
-        for _name, target, args in mounts:
-            target.mkdir(parents=True, exist_ok=True)
-            _run(["mount", *args, str(target)], what=f"mount {target}")
-            done.append(target)
-        env = "DEBIAN_FRONTEND=noninteractive"
-        _run(["chroot", str(root), "env", env, "apt-get", "update", "-q"], what="apt-get update (trixie)")
-        _run(["chroot", str(root), "env", env, "apt-get", "install", "-y", "-q", "--no-install-recommends",
-              *packages], what=f"apt-get install {' '.join(packages)}")
-    finally:
-        for target in reversed(done):
-            subprocess.run(["umount", "-l", str(target)], capture_output=True)
+    with folder_lock(debs):  # the shared cache: one chroot's apt at a time
+        try:
+            for _name, target, args in mounts:
+                target.mkdir(parents=True, exist_ok=True)
+                _run(["mount", *args, str(target)], what=f"mount {target}")
+                done.append(target)
+            env = "DEBIAN_FRONTEND=noninteractive"
+            _run(["chroot", str(root), "env", env, "apt-get", "update", "-q"], what="apt-get update (trixie)")
+            _run(["chroot", str(root), "env", env, "apt-get", "install", "-y", "-q", "--no-install-recommends",
+                  *packages], what=f"apt-get install {' '.join(packages)}")
+        finally:
+            for target in reversed(done):
+                subprocess.run(["umount", "-l", str(target)], capture_output=True)
     if any(target.is_mount() for target in done):  # never delete through a mount (the shared .deb cache)
         raise HostUnreachable(f"could not unmount {[str(t) for t in done if t.is_mount()]}", "unmount them by hand")
     (root / "usr/sbin/policy-rc.d").unlink()
@@ -188,6 +192,32 @@ def _install_in_chroot(root: Path, debs: Path, packages: list[str]) -> None:
                 path.unlink()
 
 
-def save_command(tags: list[str], *, docker: str = "docker") -> list[str]:
-    """The command whose stdout is the images, for ``| ssh host docker load`` (no registry needed)."""
-    return [docker, "save", *tags]
+def offline_images(site, *, docker: str = "docker", progress: Progress | None = None) -> dict:
+    """Build the backup host's Samba/Avahi images here on the local base and save them to a tarball.
+
+    Returns the backup_containers role's variables: ``backup_containers_images`` (tag -> image ID)
+    and ``backup_containers_images_tar`` (a 0600 file under the cache, named by those IDs, so an
+    unchanged build is neither saved nor loaded again)."""
+    from opsctl.render.engine import render_host
+    from opsctl.train.engine import ensure_docker
+
+    ensure_docker(progress=progress)  # this machine's engine (started when it is not running)
+    compose = {r.path: r.content for r in render_host(site, site.backup.host)}["containers/backup-compose.yml"]
+    tags = build_images(compose, base=ensure_local_base(docker=docker, progress=progress), docker=docker,
+                        progress=progress)
+    ids = {tag: _run([docker, "image", "inspect", "--format", "{{.Id}}", tag], what=f"docker image inspect {tag}")
+           .strip() for tag in tags}
+    folder = cache_dir(create=True) / "backup-images"
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    tar = folder / f"{hashlib.sha256(json.dumps(ids, sort_keys=True).encode()).hexdigest()[:16]}.tar"
+    if not tar.exists():
+        if progress:
+            progress(f"saving {', '.join(tags)} for the host (no registry there)")
+        part = tar.with_suffix(".part")
+        _run([docker, "save", "-o", str(part), *tags], what="docker save")
+        part.chmod(0o600)
+        part.rename(tar)
+        for old in folder.glob("*.tar"):
+            if old != tar:
+                old.unlink()
+    return {"backup_containers_images": ids, "backup_containers_images_tar": str(tar)}

@@ -3,7 +3,9 @@
 :func:`provision` is what ``opsctl provision`` calls (the CLI only parses arguments and shows
 progress). In order, it: has an operator confirm ``force_disks`` (showing what ``wipefs -n`` finds on
 each disk), stops on an unknown or changed ssh host key (the fix is ``opsctl hosts trust NAME``),
-fetches the Samba passwords (:mod:`opsctl.apply.secrets`) and runs the playbook
+fetches the Samba passwords (:mod:`opsctl.apply.secrets`), builds the backup host's Samba/Avahi
+images here when the site says so (``backup.mode: containers`` with ``offline_build``:
+:func:`opsctl.backup_images.offline_images`) and runs the playbook
 (:mod:`opsctl.apply.runner`), whose temporary secrets file is always removed.
 
 Example::
@@ -81,8 +83,25 @@ def provision(
     secrets = {"samba_passwords": samba_passwords(site)}
     for name in hosts:  # an unknown or changed key stops here with its fix, not as 'unreachable' in Ansible
         connection_for(site.host(name)).check_host_key()
+    extra_vars: dict = {"zfs_force_disks": force_disks}
+    if _offline_images_wanted(site, limit) and not check:
+        from opsctl.backup_images import offline_images
+
+        extra_vars.update(offline_images(site, progress=_say(on_event)))
     return run_playbook(site, playbook, limit=limit, check=check, diff=diff,
-                        extra_vars={"zfs_force_disks": force_disks}, secret_vars=secrets, on_event=on_event)
+                        extra_vars=extra_vars, secret_vars=secrets, on_event=on_event)
+
+
+def _offline_images_wanted(site: Site, limit: list[str] | None) -> bool:
+    """backup.mode containers with offline_build: the host gets its Samba/Avahi images from here."""
+    b = site.backup
+    return _backup_in_scope(site, limit) and b is not None and b.mode == "containers" and b.offline_build
+
+
+def _say(on_event: Callable[[dict], None] | None) -> Callable[[str], None] | None:
+    if on_event is None:
+        return None
+    return lambda line: on_event({"event": "message", "text": line})
 
 
 def _backup_in_scope(site: Site, limit: list[str] | None) -> bool:

@@ -35,6 +35,8 @@ class PlaybookProgress:
     def event(self, event: dict) -> None:
         if event["event"] == "task":
             self.task = (f"{event['role']} : " if event.get("role") else "") + event["name"]
+        elif event["event"] == "message":  # a step of opsctl's own before the playbook (e.g. an image build)
+            self.task = event["text"]
         elif event["event"] == "result":
             host = self.hosts.setdefault(event["host"], _counts())
             status = event["status"]

@@ -303,6 +303,10 @@ class Backup(Strict):
         default="host", description="how Samba and Avahi run: 'host' (daemons installed on the host) or "
         "'containers' (Docker containers with host networking; the ZFS pool, datasets and accounts stay on "
         "the host in both modes)")
+    offline_build: bool = Field(
+        default=False, description="backup.mode containers without a registry on the host: build the Samba "
+        "and Avahi images here from a local Debian base (debootstrap) and load them into the host's Docker "
+        "over ssh, instead of letting the host build them from the official base")
 
     @field_validator("dataset_defaults", mode="before")
     @classmethod

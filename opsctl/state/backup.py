@@ -5,7 +5,8 @@ properties), every dataset in creation order with every property it gets (quota 
 included), the owner and mode of each share's mountpoint, the ``opsctl:user`` tag that marks a
 dataset opsctl created for a user, the users' system accounts, the extra shares' groups, the shares and who may
 use them over which protocol (with the Time Machine size and the ``dkN`` record each advertises),
-the daemons that must run, the mDNS service types announced, and which configuration files exist.
+the daemons that must run (and, in ``backup.mode: containers``, the container each runs in), the
+mDNS service types announced, and which configuration files exist.
 
 Everybody reads this object instead of working the facts out again:
 
@@ -44,6 +45,8 @@ SHARE_MODE = "0700"
 #: Mode of an extra share's mountpoint (owned root:<its group>): its members read and write, the
 #: setgid bit gives what they create the share's group.
 GROUP_SHARE_MODE = "2770"
+#: backup.mode containers: the container each daemon runs in (the compose file's container_name).
+CONTAINERS = {"smbd": "opsctl-samba", "avahi-daemon": "opsctl-avahi"}
 
 
 @dataclass(frozen=True)
@@ -147,7 +150,9 @@ class BackupState:
     users: list[AccountState]
     shares: list[ShareState] = field(default_factory=list)
     groups: list[GroupState] = field(default_factory=list)  # the extra shares' groups
-    services: list[str] = field(default_factory=list)  # systemd units that must run
+    services: list[str] = field(default_factory=list)  # daemons that must run (systemd units in host mode)
+    mode: str = "host"  # backup.mode: how Samba and Avahi run (host daemons, or containers)
+    containers: dict[str, str] = field(default_factory=dict)  # daemon -> its container (containers mode)
     advertised: list[str] = field(default_factory=list)  # mDNS service types announced
     files: list[FileState] = field(default_factory=list)
     create_only: list[str] = field(default_factory=lambda: list(CREATE_ONLY))
@@ -164,6 +169,11 @@ class BackupState:
     def share_users(self, protocol: str) -> list[str]:
         """Everyone who logs in over ``protocol`` ("smb" or "afp"), sorted: who needs a password."""
         return sorted({u for s in self.shares if protocol in s.protocols for u in s.valid_users})
+
+    @property
+    def in_containers(self) -> dict[str, str]:
+        """The daemons that run as a container in this mode, with the container's name (empty in host mode)."""
+        return dict(self.containers) if self.mode == "containers" else {}
 
     def planned(self, path: str) -> bool:
         """Whether the configuration file ``path`` (as rendered) is part of this state."""
@@ -182,6 +192,7 @@ class BackupState:
             d["mountpoint"] = obj.mountpoint
         data["user_tag"] = USER_TAG
         data["share_mode"] = SHARE_MODE
+        data["in_containers"] = self.in_containers
         data["smb_users"] = self.share_users("smb")
         data["afp_users"] = self.share_users("afp")
         return data
@@ -249,8 +260,10 @@ def backup_state(site: Site) -> BackupState | None:
                                  list(share["valid_users"]), False, read_only=share["read_only"],
                                  comment=share["comment"], group=group))
     services, advertised, files = _daemons(b, shares)
+    containers = {d: c for d, c in CONTAINERS.items() if d in services}
     return BackupState(host=b.host, pool=pool_state, datasets=datasets, users=accounts, shares=shares,
-                       groups=groups, services=services, advertised=advertised, files=files)
+                       groups=groups, services=services, mode=b.mode, containers=containers,
+                       advertised=advertised, files=files)
 
 
 def _daemons(b, shares: list[ShareState]) -> tuple[list[str], list[str], list[FileState]]:

@@ -59,7 +59,7 @@ def plan(config: dict) -> dict:
               "protocols": list(s.get("protocols") or [])} for s in state.get("shares") or [] if s.get("time_machine")]
     services = list(state.get("services") or [])
     return {"host": config.get("host") or os.uname().nodename, "pool": (state.get("pool") or {}).get("name", "tank"),
-            "users": users, "services": services,
+            "users": users, "services": services, "containers": dict(state.get("in_containers") or {}),
             "mdns": bool(config.get("mdns", True)) and "avahi-daemon" in services}
 
 
@@ -214,9 +214,17 @@ def user_facts(users: list[dict]) -> list[dict]:
 # --------------------------------------------------------------------------- services and mDNS
 
 
-def service_facts(services: list[str]) -> dict[str, str]:
+def service_facts(services: list[str], containers: dict[str, str] | None = None) -> dict[str, str]:
+    """``systemctl is-active`` of each service; one that runs as a container (backup.mode containers,
+    ``containers``: service -> container) reads its container's state, a running one as ``active``."""
     out = {}
     for name in services:
+        container = (containers or {}).get(name)
+        if container:
+            rc, stdout, stderr = run(["docker", "inspect", "--format", "{{.State.Status}}", container], timeout=15)
+            state = stdout.strip() if rc == 0 else "inactive"
+            out[name] = "active" if state == "running" else (state or "unknown")
+            continue
         _rc, stdout, stderr = run(["systemctl", "is-active", name], timeout=15)
         out[name] = (stdout.strip() or stderr.strip() or "unknown").splitlines()[0]
     return out
@@ -289,7 +297,7 @@ def collect(config: dict) -> dict:
     for user in facts["users"]:
         if not user["exists"]:
             facts["errors"].append(f"dataset {user['dataset']} of user {user['user']} is missing")
-    facts["services"] = service_facts(what["services"])
+    facts["services"] = service_facts(what["services"], what["containers"])
     facts["mdns"] = mdns_facts() if what["mdns"] else {"ok": True, "services": [], "types": [],
                                                       "adisk_volumes": [], "skipped": True}
     for user in facts["users"]:

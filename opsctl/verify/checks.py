@@ -102,9 +102,11 @@ def samba(p: Probe, ctx: dict) -> Iterator[Check]:
     b, st = ctx["backup"], ctx["state"]
     if "smbd" not in st["services"]:
         return
-    yield p.check("smbd running", p.host.service("smbd").is_running)
-    yield samba_version(p)
-    out = p.run("testparm -s /etc/samba/smb.conf")
+    yield running(p, st, "smbd")
+    container = st.get("in_containers", {}).get("smbd")
+    inside = f"docker exec {shlex.quote(container)} " if container else ""
+    yield samba_version(p, inside)
+    out = p.run(f"{inside}testparm -s /etc/samba/smb.conf")
     yield p.check("testparm accepts smb.conf", out.rc == 0 and "Unknown parameter" not in out.stderr,
                   out.stderr.strip().splitlines()[-1] if out.rc else "")
     for share in _tm_shares(st, "smb"):
@@ -120,11 +122,22 @@ def samba(p: Probe, ctx: dict) -> Iterator[Check]:
                       (res.stdout + res.stderr).strip().splitlines()[-1] if res.returncode else "listed share")
 
 
-def samba_version(p: Probe) -> Check:
-    """Fails on a Samba release known to break Time Machine renames (opsctl.verify.samba_version)."""
+def running(p: Probe, st: dict, daemon: str) -> Check:
+    """``daemon`` runs: its systemd unit, or in backup.mode containers its container."""
+    container = st.get("in_containers", {}).get(daemon)
+    if not container:
+        return p.check(f"{daemon} running", p.host.service(daemon).is_running)
+    out = p.run(f"docker inspect --format '{{{{.State.Status}}}}' {shlex.quote(container)}")
+    state = out.stdout.strip() if out.rc == 0 else (out.stderr.strip() or "no such container")
+    return p.check(f"{daemon} running (container {container})", state == "running", state)
+
+
+def samba_version(p: Probe, inside: str = "") -> Check:
+    """Fails on a Samba release known to break Time Machine renames (opsctl.verify.samba_version).
+    ``inside``: a command prefix that runs it in the Samba container (``docker exec NAME ``)."""
     from opsctl.verify.samba_version import SambaVersionError, advice
 
-    out = p.run("smbd --version")
+    out = p.run(f"{inside}smbd --version")
     try:
         problem = advice(out.stdout) if out.rc == 0 else f"smbd --version failed: {out.stderr.strip()[-200:]}"
     except SambaVersionError as exc:
@@ -176,7 +189,7 @@ def avahi(p: Probe, ctx: dict) -> Iterator[Check]:
     b, st = ctx["backup"], ctx["state"]
     if "avahi-daemon" not in st["services"]:
         return
-    yield p.check("avahi-daemon running", p.host.service("avahi-daemon").is_running)
+    yield running(p, st, "avahi-daemon")
     out = p.run("avahi-browse -atrpk --terminate")  # -k: raw service types, not "Apple TimeMachine"
     lines = [line.split(";") for line in out.stdout.splitlines() if line.startswith("=")]
     seen = {fields[4]: fields for fields in lines if len(fields) > 4}

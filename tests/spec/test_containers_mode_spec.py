@@ -44,3 +44,18 @@ def test_bad_mode_cli_exit_2_nothing_applied(tmp_path, example_yaml):
     assert "Traceback" not in proc.stderr
     assert "backup.mode" in proc.stderr and "'docker'" in proc.stderr
     assert "nothing was applied" in proc.stderr
+
+
+def test_offline_build_defaults_off_and_only_matters_in_containers_mode(example_yaml):
+    """Images are built here and shipped only for containers mode with offline_build (a host without
+    a registry); host mode never builds them, whatever offline_build says."""
+    from opsctl.apply.provision import _offline_images_wanted
+
+    site = parse(example_yaml).site
+    assert site.backup.offline_build is False
+    for mode, offline, wanted in (("containers", "true", True), ("containers", "false", False),
+                                  ("host", "true", False)):
+        text = _with_mode(example_yaml, f"{mode}\n  offline_build: {offline}")
+        site = parse(text).site
+        assert _offline_images_wanted(site, None) is wanted, (mode, offline)
+        assert _offline_images_wanted(site, ["some-other-host"]) is False

@@ -102,3 +102,19 @@ def test_scan_line_variants():
     assert s["scrub_in_progress"] is True
     s = probe.parse_zpool_status("  scan: resilvered 1M in 00:00:01 with 0 errors on Mon Nov 23 10:00:00 2026\n")
     assert s["scan_kind"] == "resilvered" and s["scrub_time"] is None
+
+
+def test_containers_mode_services_are_their_containers(fake_host):
+    """backup.mode containers: smbd and avahi-daemon are read from their containers (running = active),
+    not from systemctl (whose masked units say nothing about what serves); netatalk stays a unit."""
+    from tests.support.opsdata import write_tool
+
+    config = fake_host()
+    bindir = fake_host.root.parent.parent / "bin"  # the fake host's tools (root: <tmp>/tank/timemachine)
+    write_tool(bindir, "docker", 'case "$4" in opsctl-samba) echo running ;; opsctl-avahi) echo exited ;; '
+                                       '*) echo "Error: No such object: $4" >&2; exit 1 ;; esac\n')
+    config["state"]["in_containers"] = {"smbd": "opsctl-samba", "avahi-daemon": "opsctl-avahi"}
+    facts = run_probe(config)
+    assert facts["services"] == {"smbd": "active", "netatalk": "inactive", "avahi-daemon": "exited"}
+    config["state"]["in_containers"] = {"smbd": "opsctl-other"}
+    assert run_probe(config)["services"]["smbd"] == "inactive"

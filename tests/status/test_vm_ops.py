@@ -15,7 +15,6 @@ import json
 import os
 import re
 import secrets
-import shlex
 import subprocess
 import sys
 import time
@@ -24,6 +23,7 @@ import pytest
 
 from opsctl.connections import connection_for
 from opsctl.site import load
+from tests.support import hostcmd
 from tests.support.opsdata import OPS_SITE
 from tests.support.vm import alias_vm, reset_vm
 from tests.support.webhook import Webhook
@@ -70,18 +70,12 @@ def lab(session_vm, tmp_path_factory):
 
 
 def sh(lab, command: str, check: bool = True):
-    res = lab["conn"].run(command)
-    if check:
-        assert res.rc == 0, f"{command}: {res.stdout}{res.stderr}"
-    return res
+    return hostcmd.sh(lab["conn"], command, check)
 
 
 def smb(lab, user: str, password: str, commands: str, share: str | None = None):
-    """smbclient on the host as ``user`` (on the user's own share unless ``share``); the credentials
-    go to a 0600 auth file through stdin."""
-    auth = f"/root/.{user}.smbauth"
-    lab["conn"].run_stdin(f"umask 077; cat > {auth}", f"username = {user}\npassword = {password}\n")
-    return lab["conn"].run(f"smbclient //127.0.0.1/{share or user} -A {auth} -m SMB3 -c {shlex.quote(commands)}")
+    """smbclient on the host as ``user`` (on the user's own share unless ``share``)."""
+    return hostcmd.smbclient(lab["conn"], user, password, commands, share)
 
 
 def status_json(lab, *extra: str, env: dict | None = None):

@@ -42,7 +42,8 @@ GROUP = "zfs-vm"
 
 #: Reset steps, one shell script: every pool goes (destroyed, so it is not importable either),
 #: every data disk is blank, every account of a Time Machine user (uid 1000-59999) and its Samba
-#: entry is gone, the Samba/Netatalk/Avahi configuration of the last module is removed.
+#: entry is gone, and so is every other group of that id range (the extra shares' groups); the
+#: Samba/Netatalk/Avahi configuration of the last module is removed, and containers mode undone.
 _RESET = r"""
 set -u
 for p in $(zpool list -H -o name 2>/dev/null); do zpool destroy -f "$p"; done
@@ -72,8 +73,14 @@ for u in $(awk -F: '$3 >= 1000 && $3 < 60000 {print $1}' /etc/passwd); do
     userdel "$u" >/dev/null 2>&1 || true
     groupdel "$u" >/dev/null 2>&1 || true
 done
+for g in $(awk -F: '$3 >= 1000 && $3 < 60000 {print $1}' /etc/group); do groupdel "$g" >/dev/null 2>&1 || true; done
 rm -f /etc/avahi/services/*.service
 rm -rf /var/lib/opsctl
+# backup.mode containers (tests/integration/test_containers_mode.py): back to what host mode expects
+f=/etc/opsctl/backup/containers/backup-compose.yml
+[ ! -e "$f" ] || docker compose -f "$f" down --remove-orphans --volumes >/dev/null 2>&1 || true
+rm -rf /etc/opsctl/backup
+systemctl unmask smbd nmbd avahi-daemon avahi-daemon.socket >/dev/null 2>&1 || true
 exit 0
 """
 

@@ -293,6 +293,36 @@ def test_testparm_warning_about_an_unknown_parameter_fails_even_with_rc_0(ctx):
     assert not check["testparm accepts smb.conf"].ok
 
 
+def test_samba_in_containers_mode_is_checked_in_its_container(ctx):
+    """backup.mode containers: smbd's container must run, testparm and the version check run inside
+    it (the host has no smbd), the logins still go to the host's port."""
+    ctx = copy.deepcopy(context_for(_site(mode="containers"), "backup"))
+    inside = "docker exec opsctl-samba "
+    state = "docker inspect --format '{{.State.Status}}' opsctl-samba"
+    answers = {f"{inside}{cmd}": res for cmd, res in _samba_answers().items()}
+    conn = FakeConn()
+    checks = _by_name(samba(_probe({**answers, state: Result(0, "running\n")}, conn=conn, passwords=LONG), ctx))
+    assert list(checks) == ["smbd running (container opsctl-samba)", "samba version keeps Time Machine renames working",
+                            "testparm accepts smb.conf", "smb login alice@alice", "smb login bob@bob"]
+    assert all(c.ok for c in checks.values()), checks
+    assert conn.calls[0][0].startswith("smbclient //127.0.0.1/alice -p 445 ")
+    # a stopped container, or none, fails naming its state; the host's smbd unit is not what counts
+    for answer, detail in ((Result(0, "exited\n"), "exited"), (Result(1, "", "Error: No such object"),
+                                                                "Error: No such object")):
+        check = _by_name(samba(_probe({**answers, state: answer}, passwords=LONG, running={"smbd"}), ctx))
+        assert not check["smbd running (container opsctl-samba)"].ok
+        assert check["smbd running (container opsctl-samba)"].detail == detail
+
+
+def test_avahi_in_containers_mode_is_its_container(ctx):
+    ctx = copy.deepcopy(context_for(_site(mode="containers"), "backup"))
+    state = "docker inspect --format '{{.State.Status}}' opsctl-avahi"
+    probe = _probe({"avahi-browse -atrpk --terminate": Result(0, _browse()), state: Result(0, "running\n")})
+    checks = _by_name(avahi(probe, ctx))
+    assert checks["avahi-daemon running (container opsctl-avahi)"].ok
+    assert all(c.ok for c in checks.values()), checks
+
+
 def test_samba_not_served_is_not_checked(ctx):
     ctx["state"]["services"].remove("smbd")
     assert list(samba(_probe(), ctx)) == []

@@ -75,6 +75,11 @@ depmod -a "${KVER}"
 modinfo -k "${KVER}" zfs | grep -E '^(filename|version):'
 echo zfs > /etc/modules-load.d/zfs.conf
 
+# Docker is in the image for backup.mode containers only: off at boot (the backup_containers role
+# enables and starts it), so host-mode tests do not pay for dockerd under TCG.
+systemctl disable docker.service docker.socket
+systemctl disable containerd.service 2> /dev/null || true
+
 # Identity, network, console, ssh.
 echo backup > /etc/hostname
 cat > /etc/hosts <<'EOF'

@@ -80,6 +80,13 @@ GUEST_PACKAGES = (
     "ca-certificates",
     "kmod",
     "initramfs-tools",
+    # backup.mode containers (tests/integration/test_containers_mode.py): Docker with compose v2 (and
+    # PyYAML, which Ansible's compose module needs for inline definitions); off at boot, the
+    # backup_containers role starts it.
+    "docker.io",
+    "docker-cli",
+    "docker-compose",
+    "python3-yaml",
 )
 #: Installed when the suite has them (checked with apt-cache inside the chroot).
 OPTIONAL_PACKAGES = ("netatalk-tools", "netatalk-tests")
