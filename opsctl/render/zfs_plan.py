@@ -52,6 +52,6 @@ def plan(state: dict) -> list[dict]:
         if ds["owner"]:
             path = ds["mountpoint"]
             steps.append({"id": f"owner:{path}", "check": None,
-                          "argv": ["chown", f"{ds['owner']}:{ds['group'] or ds['owner']}", path]})
+                          "argv": ["chown", f"{ds['owner']}:{ds['group']}", path]})
             steps.append({"id": f"mode:{path}", "check": None, "argv": ["chmod", ds["mode"], path]})
     return steps

@@ -239,7 +239,7 @@ def backup_state(site: Site) -> BackupState | None:
         props["quota"] = _str(share["quota"])
         props["mountpoint"] = share["path"]
         datasets.append(DatasetState(share["dataset"], props, "user", user=share["user"], owner=share["user"],
-                                     mode=SHARE_MODE))
+                                     group=share["user"], mode=SHARE_MODE))
         user = users[share["user"]]
         accounts.append(AccountState(user.name, user.uid, user.full_name or "", share["path"]))
         shares.append(ShareState(share["name"], share["dataset"], share["path"], list(share["protocols"]),

@@ -82,7 +82,7 @@ def user_dirs(p: Probe, ctx: dict) -> Iterator[Check]:
         if not ds["owner"]:
             continue
         f = p.host.file(ds["mountpoint"])
-        group = ds.get("group") or ds["owner"]
+        group = ds["group"]
         ok = f.is_directory and f.user == ds["owner"] and f.group == group and f.mode == int(ds["mode"], 8)
         owner = ds["owner"] if group == ds["owner"] else f"{ds['owner']}:{group}"
         yield p.check(f"{ds['mountpoint']} {ds['mode']} {owner}", ok,
@@ -103,7 +103,7 @@ def samba(p: Probe, ctx: dict) -> Iterator[Check]:
     if "smbd" not in st["services"]:
         return
     yield running(p, st, "smbd")
-    container = st.get("in_containers", {}).get("smbd")
+    container = _container(st, "smbd")
     inside = f"docker exec {shlex.quote(container)} " if container else ""
     yield samba_version(p, inside)
     out = p.run(f"{inside}testparm -s /etc/samba/smb.conf")
@@ -122,9 +122,14 @@ def samba(p: Probe, ctx: dict) -> Iterator[Check]:
                       (res.stdout + res.stderr).strip().splitlines()[-1] if res.returncode else "listed share")
 
 
+def _container(st: dict, daemon: str) -> str | None:
+    """The container ``daemon`` runs in (backup.mode containers), or None where it is a systemd unit."""
+    return st.get("in_containers", {}).get(daemon)
+
+
 def running(p: Probe, st: dict, daemon: str) -> Check:
     """``daemon`` runs: its systemd unit, or in backup.mode containers its container."""
-    container = st.get("in_containers", {}).get(daemon)
+    container = _container(st, daemon)
     if not container:
         return p.check(f"{daemon} running", p.host.service(daemon).is_running)
     out = p.run(f"docker inspect --format '{{{{.State.Status}}}}' {shlex.quote(container)}")
