@@ -1,7 +1,8 @@
 """The shared test support itself: ``need`` skips here and fails under ``CI=true``, the names file is
 found one way, and the xdist scheduler of ``tests/support/vm.py`` sends every file that uses the
-session VM to one worker. Each runs in a pytest or python subprocess, so the environment
-(``CI``, ``CHARLM_NAMES``) is the one a developer or CI would have.
+session VM to one worker, first, and its ``VM_TAIL`` files last, to the other worker. Each runs in
+a pytest or python subprocess, so the environment (``CI``, ``CHARLM_NAMES``) is the one a developer
+or CI would have.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import textwrap
 from pathlib import Path
 
 from tests.support.paths import REPO
-from tests.support.vm import GROUP, vm_module
+from tests.support.vm import GROUP, TAIL_GROUP, vm_group, vm_module
 
 
 def _env(**changes: str | None) -> dict[str, str]:
@@ -93,26 +94,47 @@ def test_the_vm_files_are_found_at_their_paths():
     assert not vm_module("tests/no/such/file.py", REPO)
 
 
-def test_xdist_sends_every_session_vm_file_to_one_worker(tmp_path):
-    """Four files that use the session VM and four that do not, on two workers: the four VM files run
-    on one worker (plain ``--dist loadfile`` spreads them over both)."""
-    body = textwrap.dedent("""\
-        import json, os, time
+def test_xdist_sends_every_session_vm_file_to_one_worker_and_the_tail_last_to_the_other(tmp_path):
+    """Six files that use the session VM, two of them ``VM_TAIL`` files, and six that do not, on two
+    workers: the VM files run on one worker, first (plain ``--dist loadfile`` spreads them over both,
+    in collection order); the tail files are handed out after every other file, so they run on the
+    other worker, after its plain files."""
+    def body(seconds: float) -> str:
+        return textwrap.dedent(f"""\
+            import json, os, time
 
-        def test_where():
-            time.sleep(0.3)
-            with open("where.jsonl", "a") as fh:
-                fh.write(json.dumps([__name__, os.environ["PYTEST_XDIST_WORKER"]]) + "\\n")
-        """)
-    # collected in this order, ``--dist loadfile`` deals the VM files out to gw0, gw1, gw0, gw1
-    for n in (1, 2, 3, 4):
-        (tmp_path / f"test_{n}_vm.py").write_text("# uses the session_vm\n" + body)
-        (tmp_path / f"test_{n + 4}_plain.py").write_text(body)
+            def test_where():
+                time.sleep({seconds})
+                with open("where.jsonl", "a") as fh:
+                    fh.write(json.dumps([__name__, os.environ["PYTEST_XDIST_WORKER"]]) + "\\n")
+            """)
+    # collected in this order, ``--dist loadfile`` deals the files out to gw0, gw1, gw0, ...
+    for n in (1, 2, 3, 4, 5, 6):
+        (tmp_path / f"test_{n}_plain.py").write_text(body(0.2))
+    for n in (7, 8):
+        (tmp_path / f"test_{n}_tail.py").write_text("# uses the session_vm\nVM_TAIL = True\n" + body(0.2))
+    for n in (9, 10):  # the VM worker asks for more work after 2 of its tests, well after 6 x 0.2 s
+        (tmp_path / f"test_{n}_vm.py").write_text("# uses the session_vm\n" + body(1.5))
+        (tmp_path / f"test_{n}b_vm.py").write_text("# uses the session_vm\n" + body(1.5))
     proc = _pytest(tmp_path, "-n", "2", "--dist", "loadfile", "-p", "tests.support.vm", "-q")
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    where = dict(json.loads(line) for line in (tmp_path / "where.jsonl").read_text().splitlines())
-    assert len(where) == 8, where
+    ran = [json.loads(line) for line in (tmp_path / "where.jsonl").read_text().splitlines()]
+    where = dict(ran)
+    assert len(where) == len(ran) == 12, ran
     vm_workers = {w for module, w in where.items() if module.endswith("_vm")}
-    assert len(vm_workers) == 1, where
-    assert set(where.values()) == {"gw0", "gw1"}, where  # the other files still use both workers
-    assert GROUP == "zfs-vm"
+    tail_workers = {w for module, w in where.items() if module.endswith("_tail")}
+    assert len(vm_workers) == 1 and len(tail_workers) == 1 and vm_workers != tail_workers, ran
+    (other,) = tail_workers
+    on_other = [module for module, w in ran if w == other]
+    assert on_other[-2:] == ["test_7_tail", "test_8_tail"], ran  # after every plain file of that worker
+    assert {module for module in on_other} == {m for m in where if not m.endswith("_vm")}, ran
+    assert (GROUP, TAIL_GROUP) == ("zfs-vm", "zfs-vm-tail")
+
+
+def test_a_tail_file_is_a_vm_file_of_the_tail_group(tmp_path):
+    (tmp_path / "a.py").write_text("def test(session_vm):\n    pass\n")
+    (tmp_path / "b.py").write_text("VM_TAIL = True  # why\n\ndef test(session_vm):\n    pass\n")
+    (tmp_path / "c.py").write_text("VM_TAIL = True\n")  # no session VM: not a VM file at all
+    (tmp_path / "d.py").write_text("# VM_TAIL = True\ndef test(session_vm):\n    pass\n")
+    assert [vm_group(f, tmp_path) for f in ("a.py", "b.py", "c.py", "d.py", "nope.py")] == [
+        GROUP, TAIL_GROUP, None, GROUP, None]

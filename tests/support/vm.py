@@ -1,16 +1,23 @@
-"""The one OpenZFS VM of a test session, shared by every module that needs real ZFS.
+"""The OpenZFS VM of a test session, shared by every module that needs real ZFS.
 
 Booting the qemu VM costs about a minute under TCG and provisioning it several more, so a test
-session boots it once (per pytest-xdist worker; ``pytest_xdist_make_scheduler`` below sends every
-file that uses it to one worker) and each module starts from a known state with :func:`reset_vm`
-instead of a reboot: no pools, blank data disks, no Time Machine users.
+session boots it once per pytest-xdist worker that needs it, and each module starts from a known
+state with :func:`reset_vm` instead of a reboot: no pools, blank data disks, no Time Machine users.
+
+``pytest_xdist_make_scheduler`` below sends every file that uses the VM to one worker, first, so
+one VM serves them all. A file with the line ``VM_TAIL = True`` is handed out last instead, so
+the *other* worker runs it on a second session VM once its own files are done: the first worker
+is busy for most of the run (the image build, the integration modules), and without the tail the
+other worker idles for the last ~15 minutes of CI (timeline of 2026-12-02). Such a file must not
+depend on what another VM file left on the VM; none does, since each starts with :func:`reset_vm`.
 
 A module whose site names its backup host differently reaches the same VM through
 :func:`alias_vm`, which makes ``opsctl`` (``ZfsVM.load(name)``) find it under that name.
 
 Fixtures:
 
-* ``session_vm``: the booted :class:`opsctl.sandbox.vm.ZfsVM` (``SESSION_VM``, three 1 GiB disks).
+* ``session_vm``: the booted :class:`opsctl.sandbox.vm.ZfsVM` (named by :func:`session_vm_name`,
+  three 1 GiB disks).
 
 Example::
 
@@ -25,6 +32,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import time
 from pathlib import Path
@@ -37,8 +45,11 @@ SESSION_VM = "pytest-backup"
 #: Data disks of the session VM: 0 and 1 make the sandbox sites' mirror, 2 is spare for tests.
 DISKS = 3
 HOST_TOOLS = ("qemu-system-x86_64", "qemu-img", "ssh", "ssh-keygen", "debootstrap", "mkfs.ext4")
-#: The xdist scheduling unit of every test file that uses the session VM.
+#: The xdist scheduling unit of every test file that uses the session VM ...
 GROUP = "zfs-vm"
+#: ... and of those with the line ``VM_TAIL = True`` (handed out last: see the module docstring).
+TAIL_GROUP = "zfs-vm-tail"
+TAIL_LINE = re.compile(r"^VM_TAIL = True\b", re.M)
 
 #: Reset steps, one shell script: every pool goes (destroyed, so it is not importable either),
 #: every data disk is blank, every account of a Time Machine user (uid 1000-59999) and its Samba
@@ -101,14 +112,20 @@ def session_vm():
     _tools_or_skip()
     started = time.monotonic()
     zfsvm.ensure_vm_image(progress=print)
-    vm = zfsvm.ZfsVM.boot(SESSION_VM, disks=DISKS, disk_size="1G", timeout=1500, progress=print)
-    print(f"session VM {SESSION_VM} up in {time.monotonic() - started:.1f}s")
+    vm = zfsvm.ZfsVM.boot(session_vm_name(), disks=DISKS, disk_size="1G", timeout=1500, progress=print)
+    print(f"session VM {vm.name} up in {time.monotonic() - started:.1f}s")
     aliases: list[str] = []
     vm.aliases = aliases  # names alias_vm wrote, removed at the end
     yield vm
     for name in aliases:
         zfsvm.ZfsVM.state_path(name).unlink(missing_ok=True)
     vm.stop(timeout=60)
+
+
+def session_vm_name() -> str:
+    """``pytest-backup``, or ``pytest-backup-gwN`` under pytest-xdist (each worker's own VM)."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    return f"{SESSION_VM}-{worker}" if worker else SESSION_VM
 
 
 def reset_vm(vm) -> None:
@@ -135,29 +152,51 @@ def alias_vm(vm, name: str) -> None:
         aliases.append(name)
 
 
+def _text(path: str, rootdir: Path) -> str:
+    try:
+        return (rootdir / path).read_text(errors="replace")
+    except OSError:
+        return ""
+
+
 def vm_module(path: str, rootdir: Path) -> bool:
     """Whether the test file ``path`` (relative to ``rootdir``) uses the session VM."""
-    try:
-        return "session_vm" in (rootdir / path).read_text(errors="replace")
-    except OSError:
-        return False
+    return "session_vm" in _text(path, rootdir)
+
+
+def vm_group(path: str, rootdir: Path) -> str | None:
+    """The scheduling unit of a session-VM file (:data:`GROUP` or :data:`TAIL_GROUP`), else None."""
+    text = _text(path, rootdir)
+    if "session_vm" not in text:
+        return None
+    return TAIL_GROUP if TAIL_LINE.search(text) else GROUP
 
 
 def pytest_xdist_make_scheduler(config, log):
-    """Under pytest-xdist: every test file that uses the session VM goes to ONE worker (one VM for
-    the whole run, modules one after another); every other file is a unit of its own, as with
-    ``--dist loadfile``. (xdist's own ``loadgroup`` does not group here: with pytest 9 the
-    ``@group`` suffix it writes into node ids is lost, so its groups spread over the workers.)"""
+    """Under pytest-xdist: the test files that use the session VM are one unit, handed out first
+    (one VM for all of them, modules one after another); the ``VM_TAIL`` files are another unit,
+    handed out last (normally to the other worker, which boots its own VM for them); every other
+    file is a unit of its own, as with ``--dist loadfile``. (xdist's own ``loadgroup`` does not
+    group here: with pytest 9 the ``@group`` suffix it writes into node ids is lost, so its groups
+    spread over the workers.)"""
     from xdist.scheduler import LoadScopeScheduling
 
     rootdir = Path(str(config.rootpath))
-    seen: dict[str, bool] = {}
+    seen: dict[str, str | None] = {}
 
     class SessionVMScheduling(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
             path = nodeid.split("::", 1)[0]
             if path not in seen:
-                seen[path] = vm_module(path, rootdir)
-            return GROUP if seen[path] else path
+                seen[path] = vm_group(path, rootdir)
+            return seen[path] or path
+
+        def _assign_work_unit(self, node) -> None:
+            queue = self.workqueue  # scope -> tests, popped from the front
+            if GROUP in queue:
+                queue.move_to_end(GROUP, last=False)
+            if TAIL_GROUP in queue and len(queue) > 1:
+                queue.move_to_end(TAIL_GROUP)
+            super()._assign_work_unit(node)
 
     return SessionVMScheduling(config, log)
