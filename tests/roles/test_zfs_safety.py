@@ -5,6 +5,10 @@ Each test names the guard it proves; removing that guard from roles/zfs/library 
 
 * an exported pool (an OS reinstall, a hostid change) is imported, never recreated, even with
   --force-disks (opsctl_zpool: ``importable`` + ``import_pool``);
+* a ``zpool create`` that fails the way a busy udev makes it fail is retried on disks cleared of its
+  own partition table, and one that fails for good leaves the disks blank, as it found them, so the
+  next run is not refused for that run's leftovers (opsctl_zpool: ``RETRYABLE`` +
+  ``clear_own_partitions``);
 * a disk of another pool that can still be imported is never overwritten, not even forced;
 * a pool whose layout differs from the site file is reported, never reshaped;
 * a quota below what a dataset uses is refused from the site file + provision, and nothing of
@@ -89,6 +93,94 @@ def test_exported_pool_is_imported_not_recreated_even_with_force_disks(vm, tmp_p
 
     again = run_playbook(PLAYBOOK, inventory)
     assert again.rc == 0 and again.changed(HOST) == 0, again.output[-4000:]
+
+
+SPARE = "/dev/disk/by-id/virtio-opsctl-disk-2"
+#: A fault in front of the real zpool (/usr/local/sbin comes first in root's PATH): ``zpool create``
+#: partitions the disk and writes real ZFS labels (a pool it creates and destroys), then fails as it
+#: does when udev has not linked the new partition in time (CI, 2026-11-30). Mode ``once``: only the
+#: first create of the run fails; ``always``: every one does. Everything else is the real zpool.
+FAULT = r"""#!/bin/sh
+real=/usr/sbin/zpool
+if [ "$1" = create ] && [ ! -e /run/opsctl-fault-done ]; then
+    [ "$(cat /run/opsctl-fault-mode)" = once ] && touch /run/opsctl-fault-done
+    for disk; do :; done
+    $real create -f opsctl-fault "$disk" && $real destroy opsctl-fault
+    echo "cannot create 'scratch': one or more devices is currently unavailable" >&2
+    exit 1
+fi
+exec $real "$@"
+"""
+
+
+def _spare_site() -> dict:
+    data = sandbox_site_data()
+    data["backup"]["pool"] = {"name": "scratch", "vdevs": [{"type": "stripe", "disks": [SPARE]}]}
+    return data
+
+
+def _blank(vm, disk: str) -> None:
+    """``disk`` carries nothing: no partition, no signature, no ZFS label (not even a destroyed pool's)."""
+    assert vm.ssh(["lsblk", "-rn", "-o", "TYPE", disk], check=True).stdout.split() == ["disk"]
+    assert vm.ssh(["wipefs", "-n", disk], check=True).stdout.strip() == ""
+    assert "opsctl-fault" not in vm.ssh("zpool import -D -d /dev/disk/by-id 2>&1").stdout
+
+
+def _fault(vm, mode: str | None) -> None:
+    if mode is None:
+        vm.ssh("rm -f /usr/local/sbin/zpool /run/opsctl-fault-mode /run/opsctl-fault-done", check=True)
+        return
+    vm.ssh(f"cat > /usr/local/sbin/zpool && chmod 755 /usr/local/sbin/zpool && echo {mode} > /run/opsctl-fault-mode"
+           " && rm -f /run/opsctl-fault-done", input=FAULT, check=True)
+
+
+def _drop_scratch(vm) -> None:
+    vm.ssh(f"zpool destroy scratch; for p in {SPARE}-part*; do [ -e $p ] && zpool labelclear -f $p; "
+           f"[ -e $p ] && wipefs -q -a $p; done; wipefs -q -a {SPARE}; blockdev --rereadpt {SPARE}; "
+           "udevadm settle; true", check=True)
+
+
+def test_create_failing_like_a_busy_udev_is_retried_on_cleared_disks(vm, tmp_path):
+    inventory = _inventory(tmp_path / "inventory.yml", vm, _spare_site())
+    _fault(vm, "once")
+    try:
+        run = run_playbook(PLAYBOOK, inventory)
+    finally:
+        _fault(vm, None)
+    try:
+        assert run.rc == 0, run.output[-4000:]
+        out = _flat(run.output)
+        assert "`zpool create` failed at first (cannot create 'scratch': one or more devices is currently " \
+               "unavailable); the partition table it had just written was cleared and the create run once more" \
+               in out, out[-3000:]
+        assert vm.ssh("zpool list -H -o health scratch", check=True).stdout.strip() == "ONLINE"
+        assert vm.ssh("zpool history scratch", check=True).stdout.count("zpool create") == 1
+        assert "opsctl-fault" not in vm.ssh("zpool import -D -d /dev/disk/by-id 2>&1").stdout
+    finally:
+        _drop_scratch(vm)
+    _blank(vm, SPARE)
+
+
+def test_create_that_keeps_failing_leaves_the_disks_blank_for_the_next_run(vm, tmp_path):
+    inventory = _inventory(tmp_path / "inventory.yml", vm, _spare_site())
+    _fault(vm, "always")
+    try:
+        run = run_playbook(PLAYBOOK, inventory)
+    finally:
+        _fault(vm, None)
+    assert run.rc != 0
+    out = _flat(run.output)
+    assert "one or more devices is currently unavailable. The disks were left blank, as they were found; run " \
+           "provision again" in out, out[-3000:]
+    assert vm.ssh("zpool list -H scratch").returncode != 0
+    _blank(vm, SPARE)
+    try:  # so the next run is not refused ("disks are not blank") for the failed run's leftovers
+        again = run_playbook(PLAYBOOK, inventory)
+        assert again.rc == 0, again.output[-4000:]
+        assert vm.ssh("zpool list -H -o health scratch", check=True).stdout.strip() == "ONLINE"
+    finally:
+        _drop_scratch(vm)
+    _blank(vm, SPARE)
 
 
 def test_disk_of_another_importable_pool_is_never_overwritten(vm, tmp_path):
