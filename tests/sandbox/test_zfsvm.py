@@ -26,8 +26,6 @@ from tests.support.vm import DISKS, reset_vm
 
 STOP_VM = "pytest-zfsvm-stop"
 PANIC_VM = "pytest-zfsvm-panic"
-#: Run on the other worker's session VM when that worker is free first (tests/support/vm.py).
-VM_TAIL = True
 BOOT_TOOLS = ("qemu-system-x86_64", "qemu-img", "ssh")
 BUILD_TOOLS = ("ssh-keygen", "debootstrap", "mkfs.ext4", "unshare")
 
