@@ -312,7 +312,10 @@ def wait_running(container: Container, timeout: float = 120.0) -> BootStatus:
         if state in ("running", "degraded"):
             failed = failed_units(container) if state == "degraded" else []
             return BootStatus(state=state, failed_units=failed, seconds=time.monotonic() - start)
-        if state in ("maintenance", "stopping", "offline"):
+        # "offline" is not final here: PID 1 is always systemd, and systemctl says "offline" until it
+        # answers, which under load (another container's cgroups torn down at the same moment) took
+        # longer than the first few tries (CI 2026-12-02: failed in 10 s, "last state: offline")
+        if state in ("maintenance", "stopping"):
             break
         time.sleep(0.5)
     failed: list[str] = []
@@ -372,4 +375,7 @@ def list_hosts(*, client=None, all: bool = True) -> list[Container]:  # noqa: A0
             print(c.name, c.status, c.labels["opsctl.sandbox.kind"])
     """
     client = client or ensure_docker()
-    return client.containers.list(all=all, filters={"label": f"{LABEL}=1"})
+    # ignore_removed: a container removed between the listing and its inspection (another opsctl or
+    # test stopping its host at that moment) is left out instead of failing the whole call (CI
+    # 2026-12-02: `sandbox up` failed while another worker's role test removed its containers)
+    return client.containers.list(all=all, filters={"label": f"{LABEL}=1"}, ignore_removed=True)

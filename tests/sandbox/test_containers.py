@@ -157,6 +157,30 @@ def test_stop_removes_host(docker_client, backup_host):
     assert stop_host(HOST, client=docker_client) is False
 
 
+def test_list_hosts_leaves_out_a_container_removed_while_it_lists(docker_client, monkeypatch):
+    """A host container removed between Docker's listing and its inspection (another opsctl, or
+    another test, stopping its host at that moment) is left out; the call does not fail."""
+    ensure_image("trainer", client=docker_client)
+    stop_host("t-gone", client=docker_client)
+    c = start_host("t-gone", "trainer", client=docker_client)
+    inspect = docker_client.api.inspect_container
+
+    def removed_first(container_id, *args, **kwargs):
+        if container_id == c.id:  # really removed, right before the inspection
+            docker_client.api.remove_container(container_id, force=True)
+        return inspect(container_id, *args, **kwargs)
+
+    try:
+        monkeypatch.setattr(docker_client.api, "inspect_container", removed_first)
+        names = [h.name for h in list_hosts(client=docker_client)]
+        monkeypatch.undo()
+        assert c.name not in names
+        assert "opsctl-t-gone" not in [h.name for h in list_hosts(client=docker_client)]
+    finally:
+        monkeypatch.undo()
+        stop_host("t-gone", client=docker_client)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", ["trainer", "slurm"])
 def test_other_kinds_boot_and_report_failed_units(docker_client, kind):
