@@ -140,13 +140,18 @@ def _drop_scratch(vm) -> None:
            "udevadm settle; true", check=True)
 
 
-def test_create_failing_like_a_busy_udev_is_retried_on_cleared_disks(vm, tmp_path):
+def _run_with_fault(vm, tmp_path, mode: str):
+    """The zfs role on the spare-disk site with the ``FAULT`` zpool in ``mode``; the fault is removed after."""
     inventory = _inventory(tmp_path / "inventory.yml", vm, _spare_site())
-    _fault(vm, "once")
+    _fault(vm, mode)
     try:
-        run = run_playbook(PLAYBOOK, inventory)
+        return inventory, run_playbook(PLAYBOOK, inventory)
     finally:
         _fault(vm, None)
+
+
+def test_create_failing_like_a_busy_udev_is_retried_on_cleared_disks(vm, tmp_path):
+    _inventory_file, run = _run_with_fault(vm, tmp_path, "once")
     try:
         assert run.rc == 0, run.output[-4000:]
         out = _flat(run.output)
@@ -162,12 +167,7 @@ def test_create_failing_like_a_busy_udev_is_retried_on_cleared_disks(vm, tmp_pat
 
 
 def test_create_that_keeps_failing_leaves_the_disks_blank_for_the_next_run(vm, tmp_path):
-    inventory = _inventory(tmp_path / "inventory.yml", vm, _spare_site())
-    _fault(vm, "always")
-    try:
-        run = run_playbook(PLAYBOOK, inventory)
-    finally:
-        _fault(vm, None)
+    inventory, run = _run_with_fault(vm, tmp_path, "always")
     assert run.rc != 0
     out = _flat(run.output)
     assert "one or more devices is currently unavailable. The disks were left blank, as they were found; run " \
