@@ -534,6 +534,11 @@ class Slurm(Strict):
     rdzv_port: int = Field(default=29500, ge=1024, le=64535,
                            description="base c10d rendezvous port of multi-node jobs: each job uses "
                                        "rdzv_port + (job id % 1000); one-node jobs use torchrun --standalone")
+    requeue_delay: int = Field(default=120, ge=5, le=86400,
+                               description="seconds a requeued job waits before it may start again "
+                                           "(slurm.conf AuthInfo=cred_expire, Slurm's default 120; also "
+                                           "how long a job-step credential is valid, so keep it above the "
+                                           "slowest job launch on your nodes; Slurm refuses < 5)")
     container: Literal["apptainer", "docker", "none"] = "apptainer"
     image: AbsPath = "/shared/images/charlm.sif"
     submit_user: PosixUser = Field(default="charlm", description="non-root account `opsctl job submit` submits "

@@ -129,6 +129,9 @@ def test_deployed_configs_are_the_rendered_templates(cluster):
                                                                         slurm_container_mode=True)
         assert _exec(host, "cat /etc/slurm/slurm.conf") == conf
         assert "ProctrackType=proctrack/cgroup" in rendered["slurm/slurm.conf"]  # production default
+    # the running slurmctld took the site's requeue delay (AuthInfo=cred_expire) from that file
+    shown = _exec("slurmctl", "scontrol show config")
+    assert re.search(r"^AuthInfo\s*=\s*cred_expire=30$", shown, re.M), shown
 
 
 def test_one_munge_key_everywhere_and_never_logged(cluster):
@@ -217,6 +220,10 @@ def test_cancel_then_requeue_resumes_from_the_checkpoint(cluster):
 
     res = runner.invoke(app, ["job", "cancel", "-s", str(SITE), job_id, "--requeue"])
     assert res.exit_code == 0, res.output
+    requeued = time.monotonic()
+    again = {"RUNNING", "COMPLETING"} | DONE - {"CANCELLED"}
+    _wait(site, job_id, timeout=900, until=lambda rows: bool(rows) and rows[0]["state"] in again)
+    print(f"job {job_id} ran again {time.monotonic() - requeued:.0f} s after the requeue (requeue_delay 30)")
     rows = _wait(site, job_id, timeout=900, until=lambda rows: bool(rows) and rows[0]["state"] in DONE - {"CANCELLED"})
     log = jobs.logs(site, job_id)
     assert rows[0]["state"] == "COMPLETED", (rows, log[-3000:])

@@ -60,6 +60,9 @@ def test_slurm_conf_follows_the_spec():
     assert "NodeName=node1 Name=gpu Type=a100 File=/dev/nvidia[0-1]\n" in gres
     cgroup = _files(FULL, "node1")["slurm/cgroup.conf"]
     assert "CgroupPlugin=autodetect" in cgroup and "ConstrainDevices=yes" in cgroup
+    # requeue delay: Slurm's own 120 s unless the site says otherwise (the test cluster: 30 s)
+    assert "\nAuthInfo=cred_expire=120\n" in conf
+    assert "\nAuthInfo=cred_expire=30\n" in _files(SITE, "slurmctl")["slurm/slurm.conf"]
 
 
 def test_container_mode_is_a_role_var_only():
@@ -183,7 +186,8 @@ def test_jobs_are_submitted_as_the_non_root_submit_user():
 
 @pytest.mark.parametrize("field,value", [("submit_user", "root"), ("submit_user", "daemon"),
                                          ("users_group", "sudo"), ("users_group", "docker"),
-                                         ("users_group", "charlm"), ("rdzv_port", 65000)])
+                                         ("users_group", "charlm"), ("rdzv_port", 65000),
+                                         ("requeue_delay", 4), ("requeue_delay", "2m")])
 def test_slurm_accounts_are_never_system_ones(tmp_path, field, value):
     import yaml
 
