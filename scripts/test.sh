@@ -26,11 +26,11 @@ yamllint -s .
 ansible-lint -q --profile production roles playbooks
 
 echo "== tests"
-# Two workers: the test files of the OpenZFS VM (tests/support/vm.py) run on one worker, first, so
-# its VM boots once; the few marked VM_TAIL go last to the other worker, which boots its own VM for
-# them once its files are done; every other test file is a unit of its own (module fixtures are set
-# up once). The VM and Slurm modules spend much of their time waiting (ssh round trips under TCG,
-# Slurm's requeue delay), so the two workers overlap well on 2 cores.
+# Two workers: the test files of the OpenZFS VM (tests/support/vm.py) run on one worker, one after
+# another, so its VM boots once; once the other worker's own files are done it takes VM files from
+# the back of that queue (VM_TAIL ones first) on a VM of its own; every test file is a unit of its own
+# (module fixtures are set up once). The VM and Slurm modules spend much of their time waiting (ssh
+# round trips under TCG, Slurm's requeue delay), so the two workers overlap well on 2 cores.
 trap - EXIT  # from here on the build (if any) runs on; pytest waits for it
 if [ "$#" -eq 0 ]; then
     exec pytest -n 2 --dist loadfile

@@ -94,11 +94,14 @@ def test_the_vm_files_are_found_at_their_paths():
     assert not vm_module("tests/no/such/file.py", REPO)
 
 
-def test_xdist_sends_every_session_vm_file_to_one_worker_and_the_tail_last_to_the_other(tmp_path):
-    """Six files that use the session VM, two of them ``VM_TAIL`` files, and six that do not, on two
-    workers: the VM files run on one worker, first (plain ``--dist loadfile`` spreads them over both,
-    in collection order); the tail files are handed out after every other file, so they run on the
-    other worker, after its plain files."""
+def test_xdist_deals_the_vm_files_from_the_front_to_one_worker_and_from_the_back_to_the_other(tmp_path):
+    """Six files that use the session VM (two of them ``VM_TAIL`` files) and six that do not, on two
+    workers. The VM worker runs VM files only, from the front of the VM queue (collection order,
+    tail files last). The other worker runs every plain file, then VM files from the back of that
+    queue, tail files first, while the VM worker is still busy. Each file runs once; together the
+    two workers' VM files are the whole queue, met in the middle. Plain ``--dist loadfile`` deals
+    the files out in collection order, so the VM files land on both workers before the plain ones
+    are done."""
     def body(seconds: float) -> str:
         return textwrap.dedent(f"""\
             import json, os, time
@@ -113,21 +116,24 @@ def test_xdist_sends_every_session_vm_file_to_one_worker_and_the_tail_last_to_th
         (tmp_path / f"test_{n}_plain.py").write_text(body(0.2))
     for n in (7, 8):
         (tmp_path / f"test_{n}_tail.py").write_text("# uses the session_vm\nVM_TAIL = True\n" + body(0.2))
-    for n in (9, 10):  # the VM worker asks for more work after 2 of its tests, well after 6 x 0.2 s
-        (tmp_path / f"test_{n}_vm.py").write_text("# uses the session_vm\n" + body(1.5))
-        (tmp_path / f"test_{n}b_vm.py").write_text("# uses the session_vm\n" + body(1.5))
+    for n in (3, 4):  # 4 x 2 s on the VM worker: the other worker's six plain files end long before
+        (tmp_path / f"test_{n}_vm.py").write_text("# uses the session_vm\n" + body(2.0))
+        (tmp_path / f"test_{n}b_vm.py").write_text("# uses the session_vm\n" + body(2.0))
     proc = _pytest(tmp_path, "-n", "2", "--dist", "loadfile", "-p", "tests.support.vm", "-q")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     ran = [json.loads(line) for line in (tmp_path / "where.jsonl").read_text().splitlines()]
     where = dict(ran)
     assert len(where) == len(ran) == 12, ran
-    vm_workers = {w for module, w in where.items() if module.endswith("_vm")}
-    tail_workers = {w for module, w in where.items() if module.endswith("_tail")}
-    assert len(vm_workers) == 1 and len(tail_workers) == 1 and vm_workers != tail_workers, ran
-    (other,) = tail_workers
-    on_other = [module for module, w in ran if w == other]
-    assert on_other[-2:] == ["test_7_tail", "test_8_tail"], ran  # after every plain file of that worker
-    assert {module for module in on_other} == {m for m in where if not m.endswith("_vm")}, ran
+    queue = ["test_3_vm", "test_3b_vm", "test_4_vm", "test_4b_vm", "test_7_tail", "test_8_tail"]
+    vm_worker = where["test_3_vm"]
+    on_vm = [module for module, w in ran if w == vm_worker]
+    on_other = [module for module, w in ran if w != vm_worker]
+    assert on_vm == queue[:len(on_vm)], ran  # VM files only, from the front
+    plain = [module for module in on_other if module.endswith("_plain")]
+    assert sorted(plain) == [f"test_{n}_plain" for n in range(1, 7)] and on_other[:6] == plain, ran
+    stolen = on_other[6:]
+    assert stolen[:2] == ["test_8_tail", "test_7_tail"], ran  # from the back, after every plain file
+    assert on_vm + stolen[::-1] == queue, ran  # met in the middle: each VM file once
     assert (GROUP, TAIL_GROUP) == ("zfs-vm", "zfs-vm-tail")
 
 

@@ -4,12 +4,13 @@ Booting the qemu VM costs about a minute under TCG and provisioning it several m
 session boots it once per pytest-xdist worker that needs it, and each module starts from a known
 state with :func:`reset_vm` instead of a reboot: no pools, blank data disks, no Time Machine users.
 
-``pytest_xdist_make_scheduler`` below sends every file that uses the VM to one worker, first, so
-one VM serves them all. A file with the line ``VM_TAIL = True`` is handed out last instead, so
-the *other* worker runs it on a second session VM once its own files are done: the first worker
-is busy for most of the run (the image build, the integration modules), and without the tail the
-other worker idles for the last ~15 minutes of CI (timeline of 2026-12-02). Such a file must not
-depend on what another VM file left on the VM; none does, since each starts with :func:`reset_vm`.
+``pytest_xdist_make_scheduler`` below sends the files that use the VM to one worker, one after
+another from the front, so one VM serves most of them. The *other* worker, once its own files are
+done, takes VM files from the back of that queue and runs them on a second session VM: the first
+worker is busy for most of the run (the image build, the integration modules), and otherwise the
+other worker idles for the last ~7-15 minutes of CI (timelines of 2026-12-02). A file with the line
+``VM_TAIL = True`` goes to the back, so it is the first the other worker takes. No VM file may
+depend on what another one left on the VM; none does, since each starts with :func:`reset_vm`.
 
 A module whose site names its backup host differently reaches the same VM through
 :func:`alias_vm`, which makes ``opsctl`` (``ZfsVM.load(name)``) find it under that name.
@@ -45,9 +46,9 @@ SESSION_VM = "pytest-backup"
 #: Data disks of the session VM: 0 and 1 make the sandbox sites' mirror, 2 is spare for tests.
 DISKS = 3
 HOST_TOOLS = ("qemu-system-x86_64", "qemu-img", "ssh", "ssh-keygen", "debootstrap", "mkfs.ext4")
-#: The xdist scheduling unit of every test file that uses the session VM ...
+#: The kind of every test file that uses the session VM (dealt by the scheduler below) ...
 GROUP = "zfs-vm"
-#: ... and of those with the line ``VM_TAIL = True`` (handed out last: see the module docstring).
+#: ... and of those with the line ``VM_TAIL = True`` (at the back of the VM files: see the module docstring).
 TAIL_GROUP = "zfs-vm-tail"
 TAIL_LINE = re.compile(r"^VM_TAIL = True\b", re.M)
 
@@ -165,7 +166,7 @@ def vm_module(path: str, rootdir: Path) -> bool:
 
 
 def vm_group(path: str, rootdir: Path) -> str | None:
-    """The scheduling unit of a session-VM file (:data:`GROUP` or :data:`TAIL_GROUP`), else None."""
+    """The kind of a session-VM file (:data:`GROUP` or :data:`TAIL_GROUP`), else None."""
     text = _text(path, rootdir)
     if "session_vm" not in text:
         return None
@@ -173,30 +174,41 @@ def vm_group(path: str, rootdir: Path) -> str | None:
 
 
 def pytest_xdist_make_scheduler(config, log):
-    """Under pytest-xdist: the test files that use the session VM are one unit, handed out first
-    (one VM for all of them, modules one after another); the ``VM_TAIL`` files are another unit,
-    handed out last (normally to the other worker, which boots its own VM for them); every other
-    file is a unit of its own, as with ``--dist loadfile``. (xdist's own ``loadgroup`` does not
-    group here: with pytest 9 the ``@group`` suffix it writes into node ids is lost, so its groups
-    spread over the workers.)"""
+    """Under pytest-xdist every test file is a unit of its own, as with ``--dist loadfile``, but
+    the session-VM files are dealt so that one VM serves most of them:
+
+    * the VM worker (the first to ask) takes them from the front, in collection order with the
+      ``VM_TAIL`` files last, one after another, then plain files when none is left;
+    * every other worker takes plain files; once none is left, it takes VM files from the back
+      (booting its own session VM for the first one) instead of idling while the VM worker still
+      has a queue.
+
+    (xdist's own ``loadgroup`` does not group here: with pytest 9 the ``@group`` suffix it writes
+    into node ids is lost, so its groups spread over the workers.)"""
     from xdist.scheduler import LoadScopeScheduling
 
     rootdir = Path(str(config.rootpath))
     seen: dict[str, str | None] = {}
 
     class SessionVMScheduling(LoadScopeScheduling):
+        vm_worker = None
+
         def _split_scope(self, nodeid: str) -> str:
             path = nodeid.split("::", 1)[0]
             if path not in seen:
                 seen[path] = vm_group(path, rootdir)
-            return seen[path] or path
+            return path
 
         def _assign_work_unit(self, node) -> None:
             queue = self.workqueue  # scope -> tests, popped from the front
-            if GROUP in queue:
-                queue.move_to_end(GROUP, last=False)
-            if TAIL_GROUP in queue and len(queue) > 1:
-                queue.move_to_end(TAIL_GROUP)
+            vm_files = sorted((s for s in queue if seen.get(s)), key=lambda s: seen[s] == TAIL_GROUP)
+            if vm_files and self.vm_worker in (None, node):
+                self.vm_worker, pick = node, vm_files[0]
+            elif len(vm_files) < len(queue):
+                pick = next(s for s in queue if not seen.get(s))
+            else:
+                pick = vm_files[-1]
+            queue.move_to_end(pick, last=False)
             super()._assign_work_unit(node)
 
     return SessionVMScheduling(config, log)
