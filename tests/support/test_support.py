@@ -96,12 +96,12 @@ def test_the_vm_files_are_found_at_their_paths():
 
 def test_xdist_deals_the_vm_files_from_the_front_to_one_worker_and_from_the_back_to_the_other(tmp_path):
     """Six files that use the session VM (two of them ``VM_TAIL`` files) and six that do not, on two
-    workers. The VM worker runs VM files only, from the front of the VM queue (collection order,
-    tail files last). The other worker runs every plain file, then VM files from the back of that
-    queue, tail files first, while the VM worker is still busy. Each file runs once; together the
-    two workers' VM files are the whole queue, met in the middle. Plain ``--dist loadfile`` deals
-    the files out in collection order, so the VM files land on both workers before the plain ones
-    are done."""
+    workers. The VM worker runs VM files only, from the front of the VM queue (xdist's order: here
+    one test per file, so collection order; tail files last). The other worker runs every plain
+    file, then VM files from the back of that queue, tail files first, while the VM worker is still
+    busy. Each file runs once; together the two workers' VM files are the whole queue, met in the
+    middle. Plain ``--dist loadfile`` deals the files out in collection order, so the VM files land
+    on both workers before the plain ones are done."""
     def body(seconds: float) -> str:
         return textwrap.dedent(f"""\
             import json, os, time

@@ -177,8 +177,9 @@ def pytest_xdist_make_scheduler(config, log):
     """Under pytest-xdist every test file is a unit of its own, as with ``--dist loadfile``, but
     the session-VM files are dealt so that one VM serves most of them:
 
-    * the VM worker (the first to ask) takes them from the front, in collection order with the
-      ``VM_TAIL`` files last, one after another, then plain files when none is left;
+    * the VM worker (the first to ask) takes them from the front, one after another, in xdist's
+      order (files with the most tests first, then collection order) with the ``VM_TAIL`` files
+      last, then plain files when none is left;
     * every other worker takes plain files; once none is left, it takes VM files from the back
       (booting its own session VM for the first one) instead of idling while the VM worker still
       has a queue.
