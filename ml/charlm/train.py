@@ -46,15 +46,16 @@ TRAIN_DEFAULTS = {
         grad_clip=1.0,
         dropout=0.2,
     ),
-    # n_embd 96 x 2 blocks, weight decay 0.2: screened at 180 s on a quiet core (bench/README.md, quiet-machine
-    # runs of 2026-12-01): wider and shallower learns more per second than 64 x 3 blocks, and within 180 s the
-    # model already overfits (train 1.78, test 1.94), which more decay reduces at no cost in speed
+    # n_embd 96 x 2 blocks (screened at 180 s on a quiet core, bench/README.md, quiet-machine runs of 2026-12-01):
+    # wider and shallower learns more per second than 64 x 3 blocks. Within 180 s the model already overfits
+    # (train 1.75, test 1.93), so it wants strong decoupled weight decay, and a higher lr to go with it:
+    # lr 1.5e-3 with weight decay 0.6 was the best of six lr/decay pairs on val (runs of 2026-12-02)
     "transformer": dict(
         steps=10000,
         batch_size=64,
         optimizer="adamw",
-        lr=1e-3,
-        weight_decay=0.2,
+        lr=1.5e-3,
+        weight_decay=0.6,
         warmup=100,
         grad_clip=1.0,
         n_embd=96,
@@ -65,7 +66,7 @@ TRAIN_DEFAULTS = {
 # steps (bench/README.md: 20 min without dropout 1.90+, with dropout 0.1 1.8924, dropout 0.1 at batch 32
 # 1.8838), so a long --time-budget picks these instead. Flags still override them.
 LONG_BUDGET_S = 600
-LONG_RUN_DEFAULTS = {"transformer": dict(dropout=0.1, batch_size=32, n_layer=4, n_embd=64, weight_decay=0.01)}
+LONG_RUN_DEFAULTS = {"transformer": dict(dropout=0.1, batch_size=32, n_layer=4, n_embd=64, lr=1e-3, weight_decay=0.01)}
 # Which model-shape options apply to which model (None = the model's own default).
 MODEL_OPTIONS = {
     "bigram": ("smoothing",),

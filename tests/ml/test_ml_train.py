@@ -240,11 +240,11 @@ def test_long_time_budget_picks_the_long_run_recipe(tiny_names, tmp_path):
     rep = train(TrainConfig(out=str(tmp_path / "short"), time_budget=180, **common, **SMALL_TF))
     assert rep["model_config"]["dropout"] == 0.0
     assert TrainConfig(data="x", model="transformer", out="o", time_budget=180).resolved("batch_size") == 64
-    # the 180 s shape (96 x 2 blocks, decay 0.2) is not the long recipe's (64 x 4 blocks, decay 0.01)
+    # the 180 s recipe (96 x 2 blocks, lr 1.5e-3, decay 0.6) is not the long one's (64 x 4 blocks, lr 1e-3, decay 0.01)
     short = TrainConfig(data="x", model="transformer", out="o", time_budget=180)
     long = TrainConfig(data="x", model="transformer", out="o", time_budget=1200)
-    assert [short.resolved(k) for k in ("n_embd", "n_layer", "weight_decay")] == [96, 2, 0.2]
-    assert [long.resolved(k) for k in ("n_embd", "n_layer", "weight_decay")] == [64, 4, 0.01]
+    assert [short.resolved(k) for k in ("n_embd", "n_layer", "lr", "weight_decay")] == [96, 2, 1.5e-3, 0.6]
+    assert [long.resolved(k) for k in ("n_embd", "n_layer", "lr", "weight_decay")] == [64, 4, 1e-3, 0.01]
     rep = train(TrainConfig(out=str(tmp_path / "flag"), time_budget=1200, dropout=0.0, **common, **SMALL_TF))
     assert rep["model_config"]["dropout"] == 0.0
     assert TrainConfig(data="x", model="mlp", out="o", time_budget=1200).resolved("dropout") == 0.2
