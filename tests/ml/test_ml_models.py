@@ -11,6 +11,7 @@ from charlm.data import PairDataset, SeqBuckets, Vocab, read_names, split_names
 from charlm.evaluate import mean_loss
 from charlm.models import build_model, count_params
 from charlm.models.bigram import CountBigram
+from charlm.models.transformer import Packing
 from charlm.sample import sample_names
 
 
@@ -82,6 +83,30 @@ def test_transformer_on_real_positions_only_equals_the_padded_computation():
     lp.backward()
     for (name, pa), pb in zip(a.named_parameters(), b.parameters(), strict=True):
         assert torch.allclose(pa.grad, pb.grad, atol=1e-6), name
+
+
+def test_attention_heads_are_the_textbook_causal_multi_head_attention():
+    """Packing gathers the packed tokens into one row per head and name and back. An independent
+    reference (split q/k/v, heads by view/transpose, torch's scaled_dot_product_attention with
+    is_causal) must give the same output at every real position, with padding in the batch."""
+    torch.manual_seed(0)
+    B, T, C, nh = 4, 7, 24, 3
+    attn = build_model("transformer", 10, block_size=8, n_embd=C, n_layer=1, n_head=nh).blocks[0].attn
+    x = torch.randn(B, T, C)
+    valid = torch.ones(B, T, dtype=torch.bool)
+    valid[1, 5:] = False
+    valid[3, 2:] = False
+    packing = Packing(valid, nh)
+    got = attn(x[valid], packing)
+    q, k, v = attn.c_attn(x).split(C, dim=2)
+
+    def heads(t):
+        return t.view(B, T, nh, C // nh).transpose(1, 2)
+
+    y = torch.nn.functional.scaled_dot_product_attention(heads(q), heads(k), heads(v), is_causal=True)
+    want = attn.c_proj(y.transpose(1, 2).reshape(B, T, C))[valid]
+    assert got.shape == (int(valid.sum()), C)
+    assert torch.allclose(got, want, atol=1e-5)
 
 
 @pytest.mark.parametrize("kwargs", [{}, {"batchnorm": True, "activation": "gelu", "dropout": 0.1, "n_layer": 3}])
