@@ -58,6 +58,9 @@ def test_transformer_is_causal():
     assert not torch.allclose(a[:, 5:], b[:, 5:])
     with pytest.raises(ValueError, match="block_size"):
         m(torch.zeros(1, 9, dtype=torch.long))
+    # no names at all (`--num-samples 0` samples none): empty logits, not a reshape error
+    assert m(torch.zeros(0, 3, dtype=torch.long)).shape == (0, 3, 10)
+    assert m(torch.zeros(0, 3, dtype=torch.long), torch.zeros(0, 3, dtype=torch.bool)).shape == (0, 10)
 
 
 def test_transformer_on_real_positions_only_equals_the_padded_computation():

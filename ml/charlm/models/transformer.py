@@ -81,7 +81,7 @@ class Packing:
     def __init__(self, valid: torch.Tensor, n_head: int):
         B, T = valid.shape
         dev = valid.device
-        self.B, self.T, self.parts = B, T, 3 * n_head  # q, k and v of every head
+        self.B, self.T, self.n_head, self.parts = B, T, n_head, 3 * n_head  # parts: q, k and v of every head
         self.index = valid.reshape(-1).nonzero().squeeze(1)  # flat positions b * T + t of the real tokens
         # the packed row of each (b, t); padded positions read row 0 (see to_heads)
         row = torch.zeros(B * T, dtype=torch.long, device=dev)
@@ -103,7 +103,7 @@ class Packing:
     def from_heads(self, y: torch.Tensor) -> torch.Tensor:
         """(n_head * B, T, hs) -> (N, C)."""
         hs = y.shape[2]
-        return y.reshape(-1, hs).index_select(0, self.tokens_index).view(self.index.numel(), -1)
+        return y.reshape(-1, hs).index_select(0, self.tokens_index).view(-1, self.n_head * hs)
 
 
 class Transformer(nn.Module):
@@ -155,4 +155,4 @@ class Transformer(nn.Module):
         for block in self.blocks:
             x = block(x, packing)
         logits = self.lm_head(self.ln_f(x))
-        return logits if valid is not None else logits.view(B, T, -1)
+        return logits if valid is not None else logits.view(B, T, self.vocab_size)
